@@ -1,0 +1,31 @@
+"""Accounts: users, credentials, tokens and (later) roles and the permission policy."""
+
+from accounts.errors import (
+    AccountError,
+    ApiKeyInvalid,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidEmail,
+    PermissionDenied,
+    RefreshTokenInvalid,
+    RefreshTokenReused,
+    ScopeNotAllowed,
+    TokenInvalid,
+    WeakPassword,
+)
+from accounts.settings import AuthSettings
+
+__all__ = [
+    "AccountError",
+    "ApiKeyInvalid",
+    "AuthSettings",
+    "EmailTaken",
+    "InvalidCredentials",
+    "InvalidEmail",
+    "PermissionDenied",
+    "RefreshTokenInvalid",
+    "RefreshTokenReused",
+    "ScopeNotAllowed",
+    "TokenInvalid",
+    "WeakPassword",
+]

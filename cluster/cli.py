@@ -1,0 +1,212 @@
+"""The ``vibecode`` command: ``up``, ``db upgrade``, ``status``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from typing import Annotated
+
+import click
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from cluster.logging import configure_logging
+from cluster.settings import Settings, load_settings
+from state.errors import StateError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Vibecode: an AI development platform on Ray.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema management.")
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+out = Console()
+
+STARTUP_TIMEOUT_S = 180.0
+
+
+class CliError(Exception):
+    """A failure to report as one line, without a traceback."""
+
+
+def _settings(host: str | None = None, port: int | None = None) -> Settings:
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    try:
+        return load_settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise CliError(f"invalid configuration ({where}): {first['msg']}") from exc
+    except ValueError as exc:
+        raise CliError(f"invalid configuration: {exc}") from exc
+
+
+def _upgrade(settings: Settings) -> str:
+    from state.migrations import current_revision, upgrade
+
+    url = settings.database_url
+    with console.status("Applying database migrations…"):
+        upgrade(url)
+    return current_revision(url) or "empty"
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to the configured database."""
+    settings = _settings()
+    configure_logging(settings.log, production=settings.environment == "production")
+    revision = _upgrade(settings)
+    out.print(f"database at revision [bold]{revision}[/bold] ({_redact(settings.database_url)})")
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Listen address (VIBECODE_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (VIBECODE_PORT).")] = None,
+    detach: Annotated[
+        bool, typer.Option(help="Deploy to an existing cluster and return instead of waiting.")
+    ] = False,
+) -> None:
+    """Start (or attach to) Ray, migrate the database and serve the platform until Ctrl-C."""
+    settings = _settings(host, port)
+    configure_logging(settings.log, production=settings.environment == "production")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    revision = _upgrade(settings)
+    console.print(f"database ready at revision {revision}")
+
+    from ray import serve
+
+    from cluster.ray_bootstrap import connect
+    from cluster.serve_app import APP_NAME, build_application
+
+    with console.status("Starting Ray…"):
+        connection = connect(settings)
+    if detach and connection.started_locally:
+        raise CliError("--detach needs an existing cluster (set RAY_ADDRESS)")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with console.status("Deploying the Serve application…"):
+            serve.start(http_options={"host": settings.host, "port": settings.port})
+            serve.run(build_application(settings), name=APP_NAME, route_prefix="/")
+            url = f"http://{settings.host}:{settings.port}"
+            _wait_healthy(url)
+        out.print(f"Vibecode is up at [bold]{url}[/bold]  (API docs: {url}/docs)")
+        if connection.dashboard_url:
+            out.print(f"Ray dashboard: {connection.dashboard_url}")
+        out.print(f"HTTP ingress: {'HAProxy' if connection.haproxy else 'Serve proxy'}")
+        if detach:
+            return
+        out.print("Press Ctrl-C to stop.")
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        console.print("stopping…")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if not detach:
+            _shutdown(connection.started_locally)
+
+
+def _shutdown(started_locally: bool) -> None:
+    import ray
+    from ray import serve
+
+    from cluster.serve_app import APP_NAME
+
+    try:
+        if started_locally:
+            serve.shutdown()
+        else:
+            serve.delete(APP_NAME)
+    finally:
+        ray.shutdown()
+    console.print("stopped")
+
+
+def _wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/healthz", timeout=2.0)
+            if response.status_code == 200:
+                return
+            last_error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last_error = type(exc).__name__
+        time.sleep(0.2)
+    raise CliError(f"the platform did not answer at {url}/healthz ({last_error})")
+
+
+@app.command()
+def status(
+    url: Annotated[
+        str | None, typer.Option(help="Base URL of the platform (default from settings).")
+    ] = None,
+) -> None:
+    """Show whether the platform answers and which of its parts are ready."""
+    settings = _settings()
+    base = url or f"http://{settings.host}:{settings.port}"
+    try:
+        response = httpx.get(f"{base}/readyz", timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise CliError(f"nothing answers at {base} ({type(exc).__name__}); is it up?") from exc
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise CliError(f"{base}/readyz answered HTTP {response.status_code} without JSON") from exc
+    table = Table(title=f"Vibecode at {base}")
+    table.add_column("part")
+    table.add_column("state")
+    for part, state in sorted(body.get("parts", {}).items()):
+        style = "green" if state == "ok" else "red"
+        table.add_row(part, f"[{style}]{state}[/{style}]")
+    out.print(table)
+    if response.status_code != 200:
+        raise typer.Exit(1)
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        creds, _, host = rest.rpartition("@")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}{sep}{user}:***@{host}"
+    return url
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except CliError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except StateError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+if __name__ == "__main__":
+    main()

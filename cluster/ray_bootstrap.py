@@ -1,0 +1,99 @@
+"""Starting or attaching to Ray, with Serve's fast ingress switched on when it can run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+import structlog
+
+from cluster.settings import Settings
+
+__all__ = ["RayConnection", "connect", "haproxy_environment"]
+
+log = structlog.get_logger("cluster.ray")
+
+
+@dataclass(frozen=True)
+class RayConnection:
+    started_locally: bool
+    address: str
+    dashboard_url: str | None
+    haproxy: bool
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def haproxy_environment(base_dir: Path) -> dict[str, str]:
+    """Environment that enables Serve's HAProxy ingress with private paths and free ports.
+
+    Serve's defaults put HAProxy's config and admin socket under /tmp/haproxy-serve and its stats
+    and metrics on fixed ports, so two platforms on one machine (say ``make up`` and the test
+    suite) would overwrite each other. Return an empty dict when ``haproxy`` is not installed.
+    """
+    binary = shutil.which("haproxy")
+    if binary is None:
+        return {}
+    base_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_BINARY_PATH": binary,
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base_dir / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base_dir / "admin.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base_dir),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base_dir / "server-state"),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+    }
+
+
+def connect(settings: Settings) -> RayConnection:
+    """Attach to the configured cluster, or start a local Ray (embedded mode)."""
+    address = settings.ray_address
+    if address is not None:
+        ray.init(address=address, namespace=settings.ray.namespace, log_to_driver=False)
+        context = ray.get_runtime_context()
+        dashboard = getattr(context, "dashboard_url", None)
+        log.info("ray.attached", address=address)
+        return RayConnection(
+            started_locally=False,
+            address=address,
+            dashboard_url=str(dashboard) if dashboard else None,
+            haproxy=os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1",
+        )
+    extra_env: dict[str, str] = {}
+    if settings.ray.haproxy:
+        # A short path: HAProxy's admin socket must stay under the 107-byte socket path limit.
+        extra_env = haproxy_environment(Path(tempfile.mkdtemp(prefix="vc-hap-")))
+        if not extra_env:
+            log.warning("serve.haproxy_missing", hint="apt-get install haproxy for faster HTTP")
+    # Local Ray processes inherit the driver's environment, which is how Serve's proxy sees these.
+    os.environ.update(extra_env)
+    context_info = ray.init(
+        address="local",
+        namespace=settings.ray.namespace,
+        include_dashboard=settings.ray.include_dashboard,
+        dashboard_host=settings.ray.dashboard_host,
+        dashboard_port=settings.ray.dashboard_port,
+        num_cpus=settings.ray.num_cpus,
+        log_to_driver=False,
+        _temp_dir=tempfile.mkdtemp(prefix="vc-ray-"),
+    )
+    dashboard_url = context_info.dashboard_url or None
+    if dashboard_url and not dashboard_url.startswith("http"):
+        dashboard_url = f"http://{dashboard_url}"
+    gcs = str(context_info.address_info.get("gcs_address", "local"))
+    log.info("ray.started", gcs=gcs, dashboard=dashboard_url, haproxy=bool(extra_env))
+    return RayConnection(
+        started_locally=True, address=gcs, dashboard_url=dashboard_url, haproxy=bool(extra_env)
+    )

@@ -1,0 +1,1 @@
+"""The HTTP edge: FastAPI ingress on Ray Serve."""

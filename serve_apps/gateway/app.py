@@ -1,0 +1,60 @@
+"""The gateway's FastAPI application, built once per replica (or per bare-uvicorn process)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from serve_apps.gateway.config import GatewayConfig
+from serve_apps.gateway.metrics import HttpMetrics
+from serve_apps.gateway.middleware import EdgeMiddleware
+from serve_apps.gateway.problems import install_problem_handlers
+from serve_apps.gateway.routes import auth, health
+from serve_apps.gateway.services import ReadinessProbe, Services
+
+__all__ = ["build_app"]
+
+
+def build_app(
+    config: GatewayConfig,
+    *,
+    probes: dict[str, ReadinessProbe] | None = None,
+    on_startup: Callable[[], None] | None = None,
+) -> FastAPI:
+    """Return the ASGI app. Services open in its lifespan, so building it does no I/O."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            on_startup()
+        async with AsyncExitStack() as stack:
+            app.state.services = await Services.open(config, stack, probes=probes)
+            yield
+
+    app = FastAPI(
+        title="Vibecode",
+        version=config.version,
+        description="AI-powered development platform on Ray: workspaces, agents, sandboxes.",
+        lifespan=lifespan,
+    )
+    metrics = HttpMetrics()
+    app.state.metrics = metrics
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    if config.gateway.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.gateway.cors_allow_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=["authorization", "content-type", "if-match", "x-request-id"],
+            expose_headers=["etag", "x-request-id", "retry-after"],
+            max_age=600,
+        )
+    # Added last so it is the outermost layer: it sees every response, including CORS ones.
+    app.add_middleware(EdgeMiddleware, settings=config.gateway, metrics=metrics)
+    return app

@@ -1,0 +1,22 @@
+"""Everything a gateway replica is built from. Picklable: it travels to replicas on other nodes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from accounts.settings import AuthSettings
+from serve_apps.gateway.settings import GatewaySettings
+from state.settings import BlobSettings, DatabaseSettings, RedisSettings
+
+__all__ = ["GatewayConfig"]
+
+
+class GatewayConfig(BaseModel):
+    """The slice of the root settings the gateway needs, already resolved (absolute paths, keys)."""
+
+    gateway: GatewaySettings
+    db: DatabaseSettings
+    blob: BlobSettings
+    redis: RedisSettings
+    auth: AuthSettings
+    version: str = "0.1.0"

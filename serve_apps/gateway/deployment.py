@@ -1,0 +1,44 @@
+"""The gateway as a Ray Serve deployment: a thin shell over ``build_app``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import ray
+from fastapi import FastAPI
+from ray import serve
+
+from serve_apps.gateway.app import build_app
+from serve_apps.gateway.config import GatewayConfig
+
+__all__ = ["Gateway"]
+
+RAY_PROBE_TIMEOUT_S = 2.0
+
+
+async def ray_ready() -> None:
+    """Raise unless this replica can reach the cluster's control plane (GCS)."""
+    if not ray.is_initialized():
+        raise RuntimeError("not connected to Ray")
+    resources = await asyncio.wait_for(
+        asyncio.to_thread(ray.cluster_resources), RAY_PROBE_TIMEOUT_S
+    )
+    if not resources:
+        raise RuntimeError("the cluster reports no resources")
+
+
+@serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0})
+@serve.ingress()
+class Gateway:
+    """One gateway replica. ``setup_process`` (e.g. logging) runs first in the replica process."""
+
+    def __init__(
+        self, config: GatewayConfig, setup_process: Callable[[], None] | None = None
+    ) -> None:
+        if setup_process is not None:
+            setup_process()
+        self._config = config
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_app(self._config, probes={"ray": ray_ready})

@@ -1,0 +1,35 @@
+"""FastAPI dependencies: the services of this replica and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from accounts.errors import TokenInvalid
+from accounts.service import Principal
+from serve_apps.gateway.services import Services
+
+__all__ = ["CurrentPrincipal", "ServicesDep", "current_principal", "get_services"]
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def current_principal(request: Request, services: ServicesDep) -> Principal:
+    """The caller behind ``Authorization: Bearer <access token or API key>``; 401 otherwise."""
+    header = request.headers.get("authorization")
+    if header is None:
+        raise TokenInvalid("Authentication required: send 'Authorization: Bearer <token>'.")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise TokenInvalid("The Authorization header must be 'Bearer <token>'.")
+    return await services.accounts.authenticate(credential.strip())
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,156 @@
+"""RFC 9457 problem details: the single place where errors become HTTP responses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from accounts.errors import (
+    AccountError,
+    EmailTaken,
+    InvalidCredentials,
+    InvalidEmail,
+    PermissionDenied,
+    RefreshTokenInvalid,
+    TokenInvalid,
+    WeakPassword,
+)
+from state.errors import StateError, StorageUnavailable
+
+__all__ = ["ProblemResponse", "install_problem_handlers", "problem"]
+
+log = structlog.get_logger("gateway.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+# Domain error -> (status, title). Looked up along the class hierarchy, most specific first.
+ACCOUNT_ERRORS: tuple[tuple[type[AccountError], int, str], ...] = (
+    (InvalidCredentials, 401, "Invalid credentials"),
+    (TokenInvalid, 401, "Unauthorized"),
+    (RefreshTokenInvalid, 401, "Invalid refresh token"),
+    (EmailTaken, 409, "Email already registered"),
+    (InvalidEmail, 422, "Invalid email"),
+    (WeakPassword, 422, "Weak password"),
+    (PermissionDenied, 403, "Forbidden"),
+)
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    request_id: str | None,
+    type_: str = "about:blank",
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "request_id": request_id,
+    }
+    if extra:
+        body.update(extra)
+    return ProblemResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    titles = {
+        401: "Unauthorized",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Request body too large",
+    }
+    detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No route matches {request.url.path}."
+    title = titles.get(exc.status_code, detail if len(detail) < 60 else "Request failed")
+    return problem(
+        exc.status_code, title, detail, request_id=_request_id(request), headers=exc.headers
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+    if any(err["type"] == "json_invalid" for err in errors):
+        return problem(
+            400,
+            "Malformed JSON",
+            "The request body is not valid JSON.",
+            request_id=_request_id(request),
+        )
+    return problem(
+        422,
+        "Invalid request",
+        "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)[:1000],
+        request_id=_request_id(request),
+        extra={"errors": errors},
+    )
+
+
+async def _account_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AccountError)
+    for error_type, status, title in ACCOUNT_ERRORS:
+        if isinstance(exc, error_type):
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return problem(
+                status, title, exc.detail, request_id=_request_id(request), headers=headers
+            )
+    return problem(400, "Account error", exc.detail, request_id=_request_id(request))
+
+
+async def _state_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, StorageUnavailable):
+        log.warning("storage.unavailable", part=exc.part, reason=exc.reason)
+        return problem(
+            503,
+            "Service unavailable",
+            f"The {exc.part} is unavailable; retry shortly.",
+            request_id=_request_id(request),
+            headers={"Retry-After": "2"},
+        )
+    log.error("state.error", error=type(exc).__name__, message=str(exc))
+    return problem(
+        500, "Internal error", "A storage error occurred.", request_id=_request_id(request)
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("http.unhandled", error=type(exc).__name__)
+    return problem(
+        500,
+        "Internal error",
+        "An unexpected error occurred; it was logged with this request id.",
+        request_id=_request_id(request),
+    )
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(AccountError, _account_error)
+    app.add_exception_handler(StateError, _state_error)
+    app.add_exception_handler(Exception, _unexpected)

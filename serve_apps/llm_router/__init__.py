@@ -1,0 +1,1 @@
+"""serve_apps/llm_router."""

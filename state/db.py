@@ -1,0 +1,150 @@
+"""The relational database: one async engine per process, sessions on demand.
+
+SQLite (embedded mode) and PostgreSQL (cluster mode) are both supported through the same
+``Database`` class; only the engine options differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from state.errors import StorageUnavailable
+from state.settings import DatabaseSettings
+
+__all__ = ["Database", "normalize_database_url"]
+
+# Driver-less or sync-driver URLs are rewritten to the async driver we ship.
+_ASYNC_DRIVERS = {
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgresql+psycopg2": "postgresql+asyncpg",
+    "postgresql+psycopg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+pysqlite": "sqlite+aiosqlite",
+}
+
+_SQLITE_PRAGMAS = (
+    # WAL lets readers proceed during a write; FULL makes a committed transaction durable.
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+)
+
+
+def normalize_database_url(url: str | URL) -> URL:
+    """Return ``url`` with an async driver (``postgresql+asyncpg``, ``sqlite+aiosqlite``).
+
+    URLs that already name an async driver are returned unchanged.
+    """
+    parsed = make_url(url)
+    driver = _ASYNC_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL; ``None`` for in-memory databases and other dialects."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+class Database:
+    """An async SQLAlchemy engine plus a session factory.
+
+    ``session()`` yields an ``AsyncSession`` whose objects stay usable after commit
+    (``expire_on_commit=False``); callers open transactions with ``session.begin()``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout_s: float = 10.0,
+        echo: bool = False,
+    ) -> None:
+        self.url = normalize_database_url(url)
+        options: dict[str, Any] = {"echo": echo}
+        if self.url.get_backend_name() == "sqlite":
+            sqlite_file = sqlite_path(self.url)
+            if sqlite_file is not None:
+                sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+                options.update(pool_size=pool_size, pool_timeout=pool_timeout_s)
+        else:
+            options.update(
+                pool_size=pool_size,
+                pool_timeout=pool_timeout_s,
+                pool_pre_ping=True,
+                connect_args={"timeout": pool_timeout_s},
+            )
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: DatabaseSettings) -> Database:
+        """Open the database named by ``settings``; the caller resolves ``url=None`` first."""
+        if settings.url is None:
+            raise ValueError(
+                "DatabaseSettings.url is None: resolve it (e.g. to "
+                "sqlite+aiosqlite:///<data_dir>/vibecode.db) before opening the database"
+            )
+        return cls(
+            settings.url,
+            pool_size=settings.pool_size,
+            pool_timeout_s=settings.pool_timeout_s,
+            echo=settings.echo,
+        )
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """Yield a new session; it is closed (and any open transaction rolled back) on exit."""
+        async with self._sessions() as session:
+            yield session
+
+    async def ping(self) -> None:
+        """Run ``SELECT 1``; raise ``StorageUnavailable("database", ...)`` if that fails."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            raise StorageUnavailable("database", f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close every pooled connection. The object must not be used afterwards."""
+        await self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.render_as_string(hide_password=True)!r})"

@@ -1,0 +1,52 @@
+"""One Ray for the whole test session, with Serve's HAProxy ingress as in production."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster.ray_bootstrap import haproxy_environment
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def ray_address() -> Iterator[str]:
+    """Start the session's single local Ray and yield its GCS address."""
+    import ray
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Local Ray processes inherit this environment; Serve's proxy reads the HAProxy switches.
+    os.environ.update(haproxy_environment(Path(tempfile.mkdtemp(prefix="vc-hap-"))))
+    info = ray.init(
+        address="local",
+        include_dashboard=False,
+        log_to_driver=False,
+        num_cpus=2,
+        namespace="vibecode",
+        _temp_dir=tempfile.mkdtemp(prefix="vc-ray-"),
+    )
+    try:
+        yield str(info.address_info["gcs_address"])
+    finally:
+        from ray import serve
+
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_port() -> int:
+    """Serve's HTTP port is fixed for the life of the cluster's Serve instance."""
+    return free_port()

@@ -1,0 +1,55 @@
+"""Builds the gateway app on a test database and drives it in-process (no Ray)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from accounts.settings import AuthSettings
+from serve_apps.gateway.app import build_app
+from serve_apps.gateway.config import GatewayConfig
+from serve_apps.gateway.services import ReadinessProbe
+from serve_apps.gateway.settings import GatewaySettings
+from state.settings import DatabaseSettings, LocalBlobSettings, RedisSettings
+
+SIGNING_KEY = "test-signing-key-" + "0" * 32
+
+
+def gateway_config(
+    db_url: str,
+    blob_root: Path,
+    *,
+    redis_url: str | None = None,
+    **gateway: object,
+) -> GatewayConfig:
+    return GatewayConfig(
+        gateway=GatewaySettings(**gateway),  # type: ignore[arg-type]
+        db=DatabaseSettings(url=db_url),
+        blob=LocalBlobSettings(root=blob_root),
+        redis=RedisSettings(url=redis_url),
+        auth=AuthSettings(jwt_secret=SecretStr(SIGNING_KEY)),
+    )
+
+
+@contextmanager
+def running_gateway(
+    config: GatewayConfig, *, probes: dict[str, ReadinessProbe] | None = None
+) -> Iterator[TestClient]:
+    app = build_app(config, probes=probes)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def register_and_login(
+    client: TestClient, email: str = "ada@example.com", password: str = "correct horse battery"
+) -> dict[str, str]:
+    created = client.post("/api/auth/register", json={"email": email, "password": password})
+    assert created.status_code == 201, created.text
+    response = client.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    body: dict[str, str] = response.json()
+    return body
