@@ -22,7 +22,7 @@ COPY state state
 COPY accounts accounts
 COPY cluster cluster
 # --no-deps: everything the code needs is already installed from the lock, with hashes.
-RUN pip install --no-deps . \
+RUN pip install --no-deps --no-build-isolation . \
  && cd / && python -c "import cluster.settings, state.migrations"
 
 FROM ${PYTHON_IMAGE}

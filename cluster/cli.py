@@ -131,7 +131,7 @@ def _shutdown(started_locally: bool) -> None:
 
     try:
         if started_locally:
-            serve.shutdown()
+            serve.shutdown()  # type: ignore[no-untyped-call]
         else:
             serve.delete(APP_NAME)
     finally:

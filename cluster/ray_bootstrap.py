@@ -92,7 +92,8 @@ def connect(settings: Settings) -> RayConnection:
     dashboard_url = context_info.dashboard_url or None
     if dashboard_url and not dashboard_url.startswith("http"):
         dashboard_url = f"http://{dashboard_url}"
-    gcs = str(context_info.address_info.get("gcs_address", "local"))
+    address_info: dict[str, object] = getattr(context_info, "address_info", {})
+    gcs = str(address_info.get("gcs_address", "local"))
     log.info("ray.started", gcs=gcs, dashboard=dashboard_url, haproxy=bool(extra_env))
     return RayConnection(
         started_locally=True, address=gcs, dashboard_url=dashboard_url, haproxy=bool(extra_env)

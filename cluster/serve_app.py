@@ -40,7 +40,8 @@ def build_application(settings: Settings) -> Application:
         num_replicas=settings.gateway.num_replicas,
         max_ongoing_requests=settings.gateway.max_ongoing_requests,
     )
-    return gateway.bind(gateway_config(settings), setup)
+    application: Application = gateway.bind(gateway_config(settings), setup)
+    return application
 
 
 def app_builder(args: dict[str, Any]) -> Application:

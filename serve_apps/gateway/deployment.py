@@ -8,11 +8,12 @@ from collections.abc import Callable
 import ray
 from fastapi import FastAPI
 from ray import serve
+from ray.serve import Deployment
 
 from serve_apps.gateway.app import build_app
 from serve_apps.gateway.config import GatewayConfig
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "GatewayReplica"]
 
 RAY_PROBE_TIMEOUT_S = 2.0
 
@@ -28,9 +29,7 @@ async def ray_ready() -> None:
         raise RuntimeError("the cluster reports no resources")
 
 
-@serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0})
-@serve.ingress()
-class Gateway:
+class GatewayReplica:
     """One gateway replica. ``setup_process`` (e.g. logging) runs first in the replica process."""
 
     def __init__(
@@ -42,3 +41,9 @@ class Gateway:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_app(self._config, probes={"ray": ray_ready})
+
+
+# The replica class stays a plain class (importable and testable); this is its Serve shell.
+Gateway: Deployment = serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0})(
+    serve.ingress()(GatewayReplica)
+)

@@ -147,7 +147,8 @@ async def _empty_receive() -> Message:
 
 
 def _request_id_of(scope: Scope) -> str:
-    for name, value in scope["headers"]:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
         if name == REQUEST_ID_HEADER:
             candidate = value.decode("latin-1")
             if REQUEST_ID_PATTERN.match(candidate):

@@ -12,14 +12,14 @@ __all__ = ["BlobRef", "BlobStore", "MemoryBlobStore", "open_blob_store"]
 def open_blob_store(settings: LocalBlobSettings | S3BlobSettings) -> BlobStore:
     """Open the backend ``settings`` selects; ``LocalBlobSettings.root`` must be resolved."""
     match settings:
-        case LocalBlobSettings(root=None):
-            raise ValueError(
-                "LocalBlobSettings.root is None: resolve it (e.g. to <data_dir>/blobs) first"
-            )
-        case LocalBlobSettings(root=root):
+        case LocalBlobSettings():
+            if settings.root is None:
+                raise ValueError(
+                    "LocalBlobSettings.root is None: resolve it (e.g. to <data_dir>/blobs) first"
+                )
             from state.blobs.local import LocalBlobStore
 
-            return LocalBlobStore(root)
+            return LocalBlobStore(settings.root)
         case S3BlobSettings():
             from state.blobs.s3 import S3BlobStore
 

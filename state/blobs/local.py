@@ -143,7 +143,7 @@ def _list_shards(root: Path) -> list[Path]:
 
 
 def _list_blobs(shard: Path) -> list[str]:
-    digests = []
+    digests: list[str] = []
     for sub in shard.iterdir():
         if not (_is_shard(sub.name, 2) and sub.is_dir()):
             continue

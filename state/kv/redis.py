@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 import redis.asyncio
 from redis.asyncio.client import PubSub
@@ -94,7 +93,7 @@ class RedisKeyValueStore:
 
     def __init__(self, url: str, *, key_prefix: str = "", socket_timeout_s: float = 5.0) -> None:
         self.key_prefix = key_prefix
-        self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
+        self._client = redis.asyncio.Redis.from_url(
             url,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=socket_timeout_s,
@@ -127,20 +126,24 @@ class RedisKeyValueStore:
                 await self._await_confirmation(pubsub)
             yield _Subscription(pubsub)
         finally:
+            # PubSub.aclose is unannotated in redis-py; give it its real type.
+            close_pubsub: Callable[[], Awaitable[None]] = pubsub.aclose
             with _redis_errors():
-                await pubsub.aclose()
+                await close_pubsub()
 
     @staticmethod
     async def _await_confirmation(pubsub: PubSub) -> None:
         while True:
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=None)
+            # timeout=None blocks until the next event arrives.
+            message = await pubsub.get_message(timeout=None)
             if message is not None and message["type"] == "subscribe":
                 return
 
     async def get(self, key: str) -> bytes | None:
         with _redis_errors():
-            value: bytes | None = await self._client.get(self.key_prefix + key)
-        return value
+            value = await self._client.get(self.key_prefix + key)
+        # Values are bytes: the client never sets decode_responses.
+        return value.encode() if isinstance(value, str) else value
 
     async def set(self, key: str, value: bytes, *, ttl_s: float | None = None) -> None:
         check_ttl(ttl_s)
