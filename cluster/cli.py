@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster.logging import configure_logging
+from cluster.ray_bootstrap import RayConnection
 from cluster.settings import Settings, load_settings
 from state.errors import StateError
 
@@ -97,7 +98,11 @@ def up(
     if detach and connection.started_locally:
         raise CliError("--detach needs an existing cluster (set RAY_ADDRESS)")
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Installed after ray.init, which may have replaced the interpreter's SIGINT handler.
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         with console.status("Deploying the Serve application…"):
             serve.start(http_options={"host": settings.host, "port": settings.port})
@@ -111,31 +116,31 @@ def up(
         if detach:
             return
         out.print("Press Ctrl-C to stop.")
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
         console.print("stopping…")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if not detach:
-            _shutdown(connection.started_locally)
+            _shutdown(connection)
 
 
-def _shutdown(started_locally: bool) -> None:
+def _shutdown(connection: RayConnection) -> None:
     import ray
     from ray import serve
 
+    from cluster.ray_bootstrap import stop_local_haproxy
     from cluster.serve_app import APP_NAME
 
     try:
-        if started_locally:
-            serve.shutdown()  # type: ignore[no-untyped-call]
-        else:
+        if not connection.started_locally:
             serve.delete(APP_NAME)
     finally:
+        # A local Ray takes every actor with it; Serve's own graceful shutdown waits ~30 s here.
         ray.shutdown()
+        if connection.started_locally:
+            stop_local_haproxy(connection)
     console.print("stopped")
 
 
@@ -195,10 +200,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except CliError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         sys.exit(2)
     except StateError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         sys.exit(2)
     except click.ClickException as exc:
         exc.show()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import structlog
 
 from cluster.settings import Settings
 
-__all__ = ["RayConnection", "connect", "haproxy_environment"]
+__all__ = ["RayConnection", "connect", "haproxy_environment", "stop_local_haproxy"]
 
 log = structlog.get_logger("cluster.ray")
 
@@ -25,6 +26,8 @@ class RayConnection:
     address: str
     dashboard_url: str | None
     haproxy: bool
+    # Where a locally started HAProxy keeps its config; identifies its processes at shutdown.
+    haproxy_dir: str | None = None
 
 
 def _free_port() -> int:
@@ -72,9 +75,11 @@ def connect(settings: Settings) -> RayConnection:
             haproxy=os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1",
         )
     extra_env: dict[str, str] = {}
+    haproxy_dir: str | None = None
     if settings.ray.haproxy:
         # A short path: HAProxy's admin socket must stay under the 107-byte socket path limit.
-        extra_env = haproxy_environment(Path(tempfile.mkdtemp(prefix="vc-hap-")))
+        haproxy_dir = tempfile.mkdtemp(prefix="vc-hap-")
+        extra_env = haproxy_environment(Path(haproxy_dir))
         if not extra_env:
             log.warning("serve.haproxy_missing", hint="apt-get install haproxy for faster HTTP")
     # Local Ray processes inherit the driver's environment, which is how Serve's proxy sees these.
@@ -96,5 +101,33 @@ def connect(settings: Settings) -> RayConnection:
     gcs = str(address_info.get("gcs_address", "local"))
     log.info("ray.started", gcs=gcs, dashboard=dashboard_url, haproxy=bool(extra_env))
     return RayConnection(
-        started_locally=True, address=gcs, dashboard_url=dashboard_url, haproxy=bool(extra_env)
+        started_locally=True,
+        address=gcs,
+        dashboard_url=dashboard_url,
+        haproxy=bool(extra_env),
+        haproxy_dir=haproxy_dir if extra_env else None,
     )
+
+
+def stop_local_haproxy(connection: RayConnection) -> int:
+    """Terminate HAProxy processes left behind by a local Ray we started; return how many.
+
+    Serve runs HAProxy as a child of its proxy actor, and killing the actor's worker does not
+    always take the child with it. Only processes whose command line names our private config
+    directory are touched.
+    """
+    if connection.haproxy_dir is None:
+        return 0
+    stopped = 0
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "haproxy" in cmdline and connection.haproxy_dir in cmdline:
+            try:
+                os.kill(int(proc_dir.name), signal.SIGTERM)
+                stopped += 1
+            except ProcessLookupError:
+                continue
+    return stopped

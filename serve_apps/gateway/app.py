@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
@@ -22,14 +22,16 @@ def build_app(
     config: GatewayConfig,
     *,
     probes: dict[str, ReadinessProbe] | None = None,
-    on_startup: Callable[[], None] | None = None,
+    echo_request_id: bool = True,
 ) -> FastAPI:
-    """Return the ASGI app. Services open in its lifespan, so building it does no I/O."""
+    """Return the ASGI app. Services open in its lifespan, so building it does no I/O.
+
+    ``echo_request_id=False`` when something in front (Ray Serve) already adopts the caller's
+    ``x-request-id`` and sets it on the response, so it is not sent twice.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if on_startup is not None:
-            on_startup()
         async with AsyncExitStack() as stack:
             app.state.services = await Services.open(config, stack, probes=probes)
             yield
@@ -56,5 +58,7 @@ def build_app(
             max_age=600,
         )
     # Added last so it is the outermost layer: it sees every response, including CORS ones.
-    app.add_middleware(EdgeMiddleware, settings=config.gateway, metrics=metrics)
+    app.add_middleware(
+        EdgeMiddleware, settings=config.gateway, metrics=metrics, echo_request_id=echo_request_id
+    )
     return app

@@ -40,7 +40,8 @@ class GatewayReplica:
         self._config = config
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_app(self._config, probes={"ray": ray_ready})
+        # Serve adopts the caller's x-request-id (or makes one), passes it in, and echoes it.
+        return build_app(self._config, probes={"ray": ray_ready}, echo_request_id=False)
 
 
 # The replica class stays a plain class (importable and testable); this is its Serve shell.

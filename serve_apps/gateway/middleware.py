@@ -53,8 +53,16 @@ class BodyTooLarge(HTTPException):
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, *, settings: GatewaySettings, metrics: HttpMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: GatewaySettings,
+        metrics: HttpMetrics,
+        echo_request_id: bool = True,
+    ) -> None:
         self.app = app
+        self.echo_request_id = echo_request_id
         self.max_body_bytes = settings.max_body_bytes
         self.metrics = metrics
         self.access_log = settings.access_log
@@ -80,8 +88,9 @@ class EdgeMiddleware:
         structlog.contextvars.bind_contextvars(request_id=request_id)
         status_holder = [500]
         csp = DOCS_CSP if scope["path"] in DOCS_PATHS else API_CSP
-        extra_headers = [(REQUEST_ID_HEADER, request_id.encode()), (b"content-security-policy", csp)]
-        extra_headers.extend(self.static_headers)
+        extra_headers = [(b"content-security-policy", csp), *self.static_headers]
+        if self.echo_request_id:
+            extra_headers.append((REQUEST_ID_HEADER, request_id.encode()))
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -95,6 +95,15 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
         {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
         for err in exc.errors()
     ]
+    content_type = request.headers.get("content-type", "")
+    body_errors = [err for err in errors if err["loc"] == ["body"]]
+    if body_errors and "json" not in content_type:
+        return problem(
+            415,
+            "Unsupported media type",
+            "Send the body as JSON with 'Content-Type: application/json'.",
+            request_id=_request_id(request),
+        )
     if any(err["type"] == "json_invalid" for err in errors):
         return problem(
             400,

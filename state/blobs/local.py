@@ -75,11 +75,8 @@ class LocalBlobStore:
 
     @staticmethod
     def _put_sync(path: Path, data: bytes) -> None:
-        try:
-            if path.stat().st_size == len(data):
-                return  # Already stored; get() verifies content.
-        except FileNotFoundError:
-            pass
+        if _holds(path, data):
+            return  # Already stored intact. A damaged copy is replaced below.
         _make_dirs(path.parent)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -96,6 +93,16 @@ class LocalBlobStore:
             temp.unlink(missing_ok=True)
             raise
         _fsync_dir(path.parent)
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """True if ``path`` already holds exactly ``data``."""
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return digest_of(path.read_bytes()) == digest_of(data)
+    except FileNotFoundError:
+        return False
 
 
 def _read_if_exists(path: Path) -> bytes | None:

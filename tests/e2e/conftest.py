@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.ray_bootstrap import haproxy_environment
+from cluster.ray_bootstrap import RayConnection, haproxy_environment, stop_local_haproxy
 
 
 def free_port() -> int:
@@ -28,7 +28,8 @@ def ray_address() -> Iterator[str]:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     # Local Ray processes inherit this environment; Serve's proxy reads the HAProxy switches.
-    os.environ.update(haproxy_environment(Path(tempfile.mkdtemp(prefix="vc-hap-"))))
+    haproxy_dir = tempfile.mkdtemp(prefix="vc-hap-")
+    os.environ.update(haproxy_environment(Path(haproxy_dir)))
     info = ray.init(
         address="local",
         include_dashboard=False,
@@ -40,10 +41,17 @@ def ray_address() -> Iterator[str]:
     try:
         yield str(info.address_info["gcs_address"])
     finally:
-        from ray import serve
-
-        serve.shutdown()
+        # ray.shutdown takes every actor down; Serve's graceful shutdown alone waits ~30 s.
         ray.shutdown()
+        stop_local_haproxy(
+            RayConnection(
+                started_locally=True,
+                address="",
+                dashboard_url=None,
+                haproxy=True,
+                haproxy_dir=haproxy_dir,
+            )
+        )
 
 
 @pytest.fixture(scope="session")

@@ -79,8 +79,9 @@ def test_up_serves_sign_in_and_data_survives_a_redeploy(
         assert me.status_code == 200
 
 
-def test_bad_configuration_is_one_clear_line(platform_env: dict[str, str]) -> None:
-    env = {**platform_env, "VIBECODE_PORT": "not-a-port"}
+def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("VIBECODE_")}
+    env.update({"VIBECODE_PORT": "not-a-port", "VIBECODE_DATA_DIR": str(tmp_path)})
     result = vibecode("db", "upgrade", env=env, timeout_s=60)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]

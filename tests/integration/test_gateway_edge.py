@@ -71,6 +71,7 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
         ("post", "/api/auth/login", {"json": {"email": "a@b.c"}}, 422),
         ("post", "/api/auth/login", {"json": {"email": "a@b.c", "password": "x", "admin": True}}, 422),
         ("post", "/api/auth/register", {"json": [1, 2, 3]}, 422),
+        ("post", "/api/auth/login", {"content": b"email=a&password=b", "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415),
         ("get", "/no/such/route", {}, 404),
         ("delete", "/healthz", {}, 405),
         ("get", "/api/auth/me", {}, 401),
@@ -78,7 +79,7 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
         ("get", "/api/auth/me", {"headers": {"Authorization": "Bearer "}}, 401),
     ],
     ids=[
-        "malformed-json", "wrong-types", "missing-field", "unknown-field", "not-an-object",
+        "malformed-json", "wrong-types", "missing-field", "unknown-field", "not-an-object", "form-body",
         "unknown-route", "wrong-method", "no-token", "basic-auth", "empty-bearer",
     ],
 )  # fmt: skip

@@ -1,0 +1,1 @@
+"""Plain helpers behind tests/conftest.py: throwaway servers and the run report."""
