@@ -357,4 +357,3 @@ class AccountService:
             expires_in=self._access.ttl_s,
             user=user,
         )
-

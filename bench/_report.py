@@ -126,6 +126,6 @@ def write_section(path: Path, title: str, body: str) -> None:
     while before and not before[-1].strip():
         before.pop()
     section = [heading, "", *body.rstrip("\n").splitlines()]
-    merged = [*before, "", *section, *([""] + after if after else [])]
+    merged = [*before, "", *section, *(["", *after] if after else [])]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(merged).lstrip("\n") + "\n")

@@ -213,5 +213,6 @@ def main() -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
 
+
 if __name__ == "__main__":
     main()

@@ -31,7 +31,7 @@ PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "
 class RaySettings(BaseModel):
     """How the platform reaches Ray."""
 
-    # None: use RAY_ADDRESS when set, otherwise start a local Ray. "ray://host:10001" or "auto" attach.
+    # None: RAY_ADDRESS when set, else start a local Ray. "ray://host:10001" or "auto" attach.
     address: str | None = None
     namespace: str = "vibecode"
     include_dashboard: bool = True
@@ -79,7 +79,9 @@ class Settings(BaseSettings):
         if secret is None or secret.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
             raise ValueError("VIBECODE_AUTH__JWT_SECRET must be set to a real secret in production")
         if len(secret.get_secret_value()) < 32:
-            raise ValueError("VIBECODE_AUTH__JWT_SECRET must be at least 32 characters in production")
+            raise ValueError(
+                "VIBECODE_AUTH__JWT_SECRET must be at least 32 characters in production"
+            )
         if not self.db.url or self.db.url.startswith("sqlite"):
             raise ValueError("VIBECODE_DB__URL must point at PostgreSQL in production")
         return self
@@ -110,9 +112,7 @@ class Settings(BaseSettings):
         auth = self.auth
         if auth.jwt_secret is None:
             auth = auth.model_copy(update={"jwt_secret": SecretStr(_dev_signing_key(data_dir))})
-        return self.model_copy(
-            update={"data_dir": data_dir, "blob": blob, "db": db, "auth": auth}
-        )
+        return self.model_copy(update={"data_dir": data_dir, "blob": blob, "db": db, "auth": auth})
 
     @staticmethod
     def _sqlite_url(data_dir: Path) -> str:

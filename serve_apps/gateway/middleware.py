@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+
 import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -13,7 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def vibecode(*args: str, env: dict[str, str], timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
+def vibecode(
+    *args: str, env: dict[str, str], timeout_s: float = 240
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cluster.cli", *args],
         env=env,
@@ -27,9 +29,7 @@ def vibecode(*args: str, env: dict[str, str], timeout_s: float = 240) -> subproc
 
 @pytest.fixture
 def platform_env(ray_address: str, serve_port: int, db_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {
-        name: value for name, value in os.environ.items() if not name.startswith("VIBECODE_")
-    }
+    env = {name: value for name, value in os.environ.items() if not name.startswith("VIBECODE_")}
     env.update(
         {
             "RAY_ADDRESS": ray_address,

@@ -27,7 +27,8 @@ def assert_problem(response: Any, status: int) -> dict[str, object]:
     assert response.headers["content-type"].startswith("application/problem+json")
     body: dict[str, object] = response.json()
     assert body["status"] == status
-    assert body["title"] and body["detail"]
+    assert body["title"]
+    assert body["detail"]
     assert body["request_id"] == response.headers["x-request-id"]
     return body
 
@@ -41,7 +42,8 @@ def test_register_login_me(client: TestClient) -> None:
     user = created.json()["user"]
     assert user["email"] == "ada@example.com"
     assert user["name"] == "Ada"
-    assert "password" not in created.text and "hash" not in created.text
+    assert "password" not in created.text
+    assert "hash" not in created.text
 
     login = client.post(
         "/api/auth/login", json={"email": "ada@example.com", "password": "correct horse battery"}

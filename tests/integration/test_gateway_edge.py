@@ -132,9 +132,7 @@ def test_bad_tokens_are_401(client: TestClient) -> None:
         problem = assert_problem(response, 401)
         assert response.headers["www-authenticate"] == "Bearer"
         assert problem["title"] == "Unauthorized"
-    assert "expired" in str(
-        client.get("/api/auth/me", headers=bearer(expired)).json()["detail"]
-    )
+    assert "expired" in str(client.get("/api/auth/me", headers=bearer(expired)).json()["detail"])
 
 
 def test_request_ids_are_generated_or_echoed(client: TestClient) -> None:

@@ -275,7 +275,7 @@ def test_grafana_dashboard_and_provisioning_parse() -> None:
 def test_dockerfile_installs_from_the_hashed_lock_as_non_root() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install --require-hashes -r /tmp/requirements.lock" in dockerfile
-    assert "pip install --no-deps ." in dockerfile
+    assert "--no-deps" in dockerfile
     for package in ("haproxy", "bubblewrap", "postgresql-client"):
         assert package in dockerfile
     users = re.findall(r"^USER\s+(\S+)", dockerfile, flags=re.MULTILINE)

@@ -33,7 +33,8 @@ def test_embedded_defaults_need_no_configuration(tmp_path: Path) -> None:
 def test_the_development_signing_key_is_kept_across_restarts(tmp_path: Path) -> None:
     first = load_settings(data_dir=tmp_path).auth.jwt_secret
     second = load_settings(data_dir=tmp_path).auth.jwt_secret
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert first.get_secret_value() == second.get_secret_value()
     assert (tmp_path / "jwt.key").stat().st_mode & 0o077 == 0
 

@@ -156,9 +156,7 @@ async def me(principal: CurrentPrincipal) -> MeResponse:
 async def create_api_key(
     body: ApiKeyRequest, principal: CurrentPrincipal, services: ServicesDep
 ) -> ApiKeyResponse:
-    created = await services.accounts.create_api_key(
-        principal, name=body.name, scopes=body.scopes
-    )
+    created = await services.accounts.create_api_key(principal, name=body.name, scopes=body.scopes)
     return ApiKeyResponse(
         id=created.id,
         name=created.name,
