@@ -12,8 +12,8 @@ export HF_HUB_OFFLINE ?= 1
 $(STAMP): requirements.lock pyproject.toml
 	@command -v python3.11 >/dev/null || { echo "python3.11 is required"; exit 1; }
 	@test -x $(PY) || python3.11 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	PIP_CONFIG_FILE=/dev/null $(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	PIP_CONFIG_FILE=/dev/null $(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)

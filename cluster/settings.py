@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from accounts.settings import AuthSettings
+from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.settings import GatewaySettings
 from state.settings import (
     BlobSettings,
@@ -68,6 +69,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

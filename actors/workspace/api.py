@@ -1,0 +1,194 @@
+"""The contract between the gateway and workspace sessions: value types, errors, ports.
+
+Writes (anything that changes files) go to the workspace's single owner, the WorkspaceSession,
+through a ``WorkspaceWriter``: in-process (``LocalWorkspaceWriter``, tests and bare uvicorn) or
+through Ray (``RayWorkspaceWriter``, the hosted sessions). Reads of durable state (file index,
+file bytes, versions, diffs, archives) need no owner and go straight to the database and blob
+store through ``WorkspaceReader``. Everything here pickles: it crosses actor boundaries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+__all__ = [
+    "Author",
+    "Change",
+    "FileInfo",
+    "PreconditionFailed",
+    "QuotaExceeded",
+    "SessionInfo",
+    "VersionInfo",
+    "WorkspaceError",
+    "WorkspaceNotFound",
+    "WorkspaceWriter",
+    "WriteResult",
+]
+
+ChangeKind = Literal["added", "modified", "deleted"]
+AuthorKind = Literal["user", "agent", "system"]
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who made a change: a user, an agent run (acting for a user) or the system."""
+
+    user_id: str | None
+    kind: AuthorKind = "user"
+    run_id: str | None = None
+    # Carried into the host's log lines: context variables do not cross processes.
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    path: str
+    size: int
+    sha256: str
+    modified_at: datetime
+    mode: int = 0o644
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    path: str
+    kind: ChangeKind
+    before_sha256: str | None
+    after_sha256: str | None
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    workspace_id: str
+    number: int
+    created_at: datetime
+    author_id: str | None
+    author_kind: str
+    message: str
+    restored_from: int | None = None
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    path: str
+    size: int
+    sha256: str
+    version: int
+    # False when the bytes equal what is stored: no new version was made (PUT is idempotent).
+    changed: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    workspace_id: str
+    host: str
+    node_id: str | None
+    opened_at: datetime
+    last_used_at: datetime
+    writes: int
+    lease_epoch: int
+    head_version: int
+    pending_writes: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class WorkspaceError(Exception):
+    """Root of workspace errors. Domain data only; the gateway maps them to HTTP."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class WorkspaceNotFound(WorkspaceError):
+    """The workspace does not exist, is deleted, or the caller may not know it exists."""
+
+
+class FileNotFoundInWorkspace(WorkspaceError):
+    pass
+
+
+class VersionNotFound(WorkspaceError):
+    pass
+
+
+class InvalidPath(WorkspaceError):
+    """A path that is absolute, climbs out, has NUL/control characters, is too long, etc."""
+
+
+class PreconditionFailed(WorkspaceError):
+    """``If-Match`` did not match the current content (optimistic concurrency)."""
+
+    def __init__(self, detail: str, current_sha256: str | None = None) -> None:
+        super().__init__(detail)
+        self.current_sha256 = current_sha256
+
+    def __reduce__(self) -> tuple[type[PreconditionFailed], tuple[str, str | None]]:
+        return (type(self), (self.detail, self.current_sha256))
+
+
+class QuotaExceeded(WorkspaceError):
+    """A file or the whole workspace would exceed its size quota."""
+
+    def __init__(self, detail: str, limit_bytes: int) -> None:
+        super().__init__(detail)
+        self.limit_bytes = limit_bytes
+
+    def __reduce__(self) -> tuple[type[QuotaExceeded], tuple[str, int]]:
+        return (type(self), (self.detail, self.limit_bytes))
+
+
+class InvalidArchive(WorkspaceError):
+    pass
+
+
+class LeaseLost(WorkspaceError):
+    """Another session took ownership of the workspace; this one must not write (fencing)."""
+
+
+class WorkspaceWriter(Protocol):
+    """Every change to a workspace's files goes through this port, in order, per workspace.
+
+    Each call returns only once the change is durable (blob store + database) and is one version.
+    """
+
+    async def write_file(
+        self, workspace_id: str, path: str, data: bytes, *, if_match: str | None, author: Author
+    ) -> WriteResult: ...
+
+    async def delete_file(
+        self, workspace_id: str, path: str, *, if_match: str | None, author: Author
+    ) -> VersionInfo: ...
+
+    async def move_file(
+        self, workspace_id: str, source: str, destination: str, *, author: Author
+    ) -> VersionInfo: ...
+
+    async def apply_batch(
+        self,
+        workspace_id: str,
+        files: dict[str, bytes | None],
+        *,
+        author: Author,
+        message: str,
+        replace_all: bool = False,
+    ) -> VersionInfo:
+        """Write (bytes) and delete (None) several files as one version.
+
+        ``replace_all`` makes the batch the complete file set (files not named are deleted).
+        """
+        ...
+
+    async def restore(self, workspace_id: str, version: int, *, author: Author) -> VersionInfo:
+        """Make ``version``'s files current again, as a new version (so it can be undone)."""
+        ...
+
+    async def close(self, workspace_id: str) -> None:
+        """Unload the workspace's session, if one is open (e.g. after deletion)."""
+        ...
+
+    async def sessions(self) -> list[SessionInfo]: ...
