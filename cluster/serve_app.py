@@ -28,6 +28,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         blob=settings.blob,
         redis=settings.redis,
         auth=settings.auth,
+        workspace=settings.workspace,
     )
 
 

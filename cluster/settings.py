@@ -114,7 +114,18 @@ class Settings(BaseSettings):
         auth = self.auth
         if auth.jwt_secret is None:
             auth = auth.model_copy(update={"jwt_secret": SecretStr(_dev_signing_key(data_dir))})
-        return self.model_copy(update={"data_dir": data_dir, "blob": blob, "db": db, "auth": auth})
+        workspace = self.workspace.model_copy(
+            update={"trees_dir": (self.workspace.trees_dir or data_dir / "trees").resolve()}
+        )
+        return self.model_copy(
+            update={
+                "data_dir": data_dir,
+                "blob": blob,
+                "db": db,
+                "auth": auth,
+                "workspace": workspace,
+            }
+        )
 
     @staticmethod
     def _sqlite_url(data_dir: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from accounts.settings import AuthSettings
+from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.settings import GatewaySettings
 from state.settings import BlobSettings, DatabaseSettings, RedisSettings
 
@@ -19,4 +20,5 @@ class GatewayConfig(BaseModel):
     blob: BlobSettings
     redis: RedisSettings
     auth: AuthSettings
+    workspace: WorkspaceSettings = WorkspaceSettings()
     version: str = "0.1.0"
