@@ -173,3 +173,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section(f"services (run {RUN_ID})", sep="-")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+# --- Ray: one per session, started only when a test asks for it ---------------------------------
+
+from tests.harness.ray_cluster import free_port, ray_address, serve_port  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""One Ray for the whole test session, with Serve's HAProxy ingress as in production."""
+"""One Ray for the whole test session (started lazily), with Serve's HAProxy ingress."""
 
 from __future__ import annotations
 

@@ -1,0 +1,215 @@
+"""``WorkspaceWriter`` through Ray: each workspace's calls go to the host that owns it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import ray
+import structlog
+from ray.actor import ActorHandle
+from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
+
+from actors.workspace.actor import HostConfig, WorkspaceHost, WorkspaceHostShell
+from actors.workspace.api import (
+    Author,
+    PreconditionFailed,
+    SessionInfo,
+    VersionInfo,
+    WorkspaceError,
+    WriteResult,
+)
+from actors.workspace.directory import host_names, owner_of
+
+__all__ = ["RayWorkspaceWriter", "WorkspaceUnavailable"]
+
+log = structlog.get_logger("workspace.writer")
+
+# A host that died is restarted by Ray in about a second; idempotent calls wait that out.
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 3.0)
+HOST_MAX_CONCURRENCY = 10_000
+
+
+class WorkspaceUnavailable(WorkspaceError):
+    """The workspace's host could not be reached, or did not answer in time."""
+
+
+class RayWorkspaceWriter:
+    """Routes each call to the owning ``WorkspaceHost`` actor, creating hosts on first use.
+
+    Non-idempotent calls that fail because their host died are reported as
+    ``WorkspaceUnavailable`` (they may or may not have been applied; a version is atomic, so
+    it is either wholly there or not at all). ``write_file`` is idempotent and retried.
+    """
+
+    def __init__(
+        self,
+        config: HostConfig,
+        *,
+        namespace: str,
+        setup_process: Any = None,
+    ) -> None:
+        self._config = config
+        self._namespace = namespace
+        self._hosts = host_names(config.workspace.hosts)
+        self._timeout_s = config.workspace.request_timeout_s
+        self._setup_process = setup_process
+        self._handles: dict[str, ActorHandle[WorkspaceHostShell]] = {}
+
+    def handle(self, name: str) -> ActorHandle[WorkspaceHostShell]:
+        cached = self._handles.get(name)
+        if cached is not None:
+            return cached
+        handle: ActorHandle[WorkspaceHostShell] = WorkspaceHost.options(  # type: ignore[assignment]
+            name=name,
+            namespace=self._namespace,
+            get_if_exists=True,
+            lifetime="detached",
+            max_restarts=-1,
+            max_task_retries=0,
+            num_cpus=0,
+            max_concurrency=HOST_MAX_CONCURRENCY,
+        ).remote(name, self._config, self._setup_process)
+        self._handles[name] = handle
+        return handle
+
+    async def _call(self, name: str, method: str, *args: Any, retry: bool, **kwargs: Any) -> Any:
+        delays = RETRY_DELAYS_S if retry else ()
+        attempt = 0
+        while True:
+            handle = self.handle(name)
+            try:
+                ref = getattr(handle, method).remote(*args, **kwargs)
+                return await asyncio.wait_for(ref, self._timeout_s)
+            except RayTaskError as exc:
+                cause = exc.cause
+                if isinstance(cause, WorkspaceError):
+                    raise cause from None
+                raise
+            except (RayActorError, ActorUnavailableError) as exc:
+                if attempt >= len(delays):
+                    raise WorkspaceUnavailable(
+                        "The workspace's host stopped while handling the request; retry."
+                    ) from exc
+                log.warning("workspace_host.retry", host=name, method=method, attempt=attempt)
+                self._handles.pop(name, None)
+                await asyncio.sleep(delays[attempt])
+                attempt += 1
+            except (TimeoutError, GetTimeoutError) as exc:
+                raise WorkspaceUnavailable(
+                    f"The workspace did not answer within {self._timeout_s:g} s; retry."
+                ) from exc
+
+    def _owner(self, workspace_id: str) -> str:
+        return owner_of(workspace_id, self._hosts)
+
+    async def write_file(
+        self, workspace_id: str, path: str, data: bytes, *, if_match: str | None, author: Author
+    ) -> WriteResult:
+        owner = self._owner(workspace_id)
+        try:
+            result: WriteResult = await self._call(
+                owner,
+                "write_file",
+                workspace_id,
+                path,
+                data,
+                if_match=if_match,
+                author=author,
+                retry=True,
+            )
+        except PreconditionFailed as exc:
+            # A retry after a host died may find our own write already applied.
+            if if_match is None or exc.current_sha256 != hashlib.sha256(data).hexdigest():
+                raise
+            result = await self._call(
+                owner, "write_file", workspace_id, path, data, if_match=None, author=author,
+                retry=True,
+            )  # fmt: skip
+        return result
+
+    async def delete_file(
+        self, workspace_id: str, path: str, *, if_match: str | None, author: Author
+    ) -> VersionInfo:
+        result: VersionInfo = await self._call(
+            self._owner(workspace_id),
+            "delete_file",
+            workspace_id,
+            path,
+            if_match=if_match,
+            author=author,
+            retry=False,
+        )
+        return result
+
+    async def move_file(
+        self, workspace_id: str, source: str, destination: str, *, author: Author
+    ) -> VersionInfo:
+        result: VersionInfo = await self._call(
+            self._owner(workspace_id),
+            "move_file",
+            workspace_id,
+            source,
+            destination,
+            author=author,
+            retry=False,
+        )
+        return result
+
+    async def apply_batch(
+        self,
+        workspace_id: str,
+        files: dict[str, bytes | None],
+        *,
+        author: Author,
+        message: str,
+        replace_all: bool = False,
+    ) -> VersionInfo:
+        result: VersionInfo = await self._call(
+            self._owner(workspace_id),
+            "apply_batch",
+            workspace_id,
+            files,
+            author=author,
+            message=message,
+            replace_all=replace_all,
+            retry=False,
+        )
+        return result
+
+    async def restore(self, workspace_id: str, version: int, *, author: Author) -> VersionInfo:
+        result: VersionInfo = await self._call(
+            self._owner(workspace_id),
+            "restore",
+            workspace_id,
+            version,
+            author=author,
+            retry=False,
+        )
+        return result
+
+    async def close(self, workspace_id: str) -> None:
+        await self._call(self._owner(workspace_id), "close", workspace_id, retry=True)
+
+    async def sessions(self) -> list[SessionInfo]:
+        """Every open session on every host (hosts that are down are skipped)."""
+        results = await asyncio.gather(
+            *(self._call(name, "sessions", retry=False) for name in self._hosts),
+            return_exceptions=True,
+        )
+        sessions: list[SessionInfo] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                log.warning("workspace_host.unreachable", error=type(result).__name__)
+                continue
+            sessions.extend(result)
+        return sessions
+
+    def kill_hosts(self) -> None:
+        """Stop every host actor (used when the platform shuts down)."""
+        for name in self._hosts:
+            try:
+                ray.kill(ray.get_actor(name, namespace=self._namespace))
+            except ValueError:
+                continue
