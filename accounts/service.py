@@ -235,6 +235,17 @@ class AccountService:
         if everywhere:
             self._user_cache.pop(principal.user.id, None)
 
+    async def set_admin(self, email: str, *, admin: bool) -> UserInfo:
+        """Grant or revoke platform administration (operators do this from the CLI)."""
+        address = normalize_email(email)
+        async with self._db.session() as session, session.begin():
+            user = await session.scalar(select(User).where(User.email == address))
+            if user is None:
+                raise InvalidEmail(f"No account has the email {address}.")
+            user.is_admin = admin
+        self._user_cache.pop(user.id, None)
+        return UserInfo.of(user)
+
     # -- API keys ----------------------------------------------------------------------------
 
     async def create_api_key(

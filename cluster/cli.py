@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from accounts.errors import AccountError
+from accounts.service import UserInfo
 from cluster.logging import configure_logging
 from cluster.ray_bootstrap import RayConnection
 from cluster.settings import Settings, load_settings
@@ -73,6 +75,34 @@ def db_upgrade() -> None:
     out.print(f"database at revision [bold]{revision}[/bold] ({_redact(settings.database_url)})")
 
 
+users_app = typer.Typer(no_args_is_help=True, help="Account administration.")
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("make-admin")
+def make_admin(
+    email: str,
+    revoke: Annotated[bool, typer.Option(help="Take administration away instead.")] = False,
+) -> None:
+    """Let an account see operator routes (open sessions, later audit logs)."""
+    import asyncio
+
+    settings = _settings()
+    user = asyncio.run(_set_admin(settings, email, admin=not revoke))
+    out.print(f"{user.email}: administrator={'yes' if not revoke else 'no'}")
+
+
+async def _set_admin(settings: Settings, email: str, *, admin: bool) -> UserInfo:
+    from accounts.service import AccountService
+    from state.db import Database
+
+    database = Database.from_settings(settings.db)
+    try:
+        return await AccountService(database, settings.auth).set_admin(email, admin=admin)
+    finally:
+        await database.close()
+
+
 @app.command()
 def up(
     host: Annotated[str | None, typer.Option(help="Listen address (VIBECODE_HOST).")] = None,
@@ -90,7 +120,7 @@ def up(
 
     from ray import serve
 
-    from cluster.ray_bootstrap import connect
+    from cluster.ray_bootstrap import connect, stop_workspace_hosts
     from cluster.serve_app import APP_NAME, build_application
 
     with console.status("Starting Ray…"):
@@ -106,6 +136,9 @@ def up(
     try:
         with console.status("Deploying the Serve application…"):
             serve.start(http_options={"host": settings.host, "port": settings.port})
+            stopped = stop_workspace_hosts(settings.ray.namespace)
+            if stopped:
+                console.print(f"restarted {stopped} workspace hosts with the new settings")
             serve.run(build_application(settings), name=APP_NAME, route_prefix="/")
             url = f"http://{settings.host}:{settings.port}"
             _wait_healthy(url)
@@ -123,19 +156,20 @@ def up(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if not detach:
-            _shutdown(connection)
+            _shutdown(connection, settings.ray.namespace)
 
 
-def _shutdown(connection: RayConnection) -> None:
+def _shutdown(connection: RayConnection, namespace: str) -> None:
     import ray
     from ray import serve
 
-    from cluster.ray_bootstrap import stop_local_haproxy
+    from cluster.ray_bootstrap import stop_local_haproxy, stop_workspace_hosts
     from cluster.serve_app import APP_NAME
 
     try:
         if not connection.started_locally:
             serve.delete(APP_NAME)
+            stop_workspace_hosts(namespace)
     finally:
         # A local Ray takes every actor with it; Serve's own graceful shutdown waits ~30 s here.
         ray.shutdown()
@@ -201,6 +235,9 @@ def main() -> None:
         app(standalone_mode=False)
     except CliError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        sys.exit(2)
+    except AccountError as exc:
+        console.print(f"[red]error:[/red] {exc.detail}", soft_wrap=True)
         sys.exit(2)
     except StateError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)

@@ -15,7 +15,13 @@ import structlog
 
 from cluster.settings import Settings
 
-__all__ = ["RayConnection", "connect", "haproxy_environment", "stop_local_haproxy"]
+__all__ = [
+    "RayConnection",
+    "connect",
+    "haproxy_environment",
+    "stop_local_haproxy",
+    "stop_workspace_hosts",
+]
 
 log = structlog.get_logger("cluster.ray")
 
@@ -130,4 +136,23 @@ def stop_local_haproxy(connection: RayConnection) -> int:
                 stopped += 1
             except ProcessLookupError:
                 continue
+    return stopped
+
+
+def stop_workspace_hosts(namespace: str, *, max_hosts: int = 256) -> int:
+    """Kill the named WorkspaceHost actors so the next call starts them with current settings.
+
+    Hosts are detached and outlive deployments; a redeploy may change their settings (database,
+    quotas). Their sessions reopen from durable state on the next request. Returns how many.
+    """
+    stopped = 0
+    for index in range(max_hosts):
+        try:
+            handle = ray.get_actor(f"ws-host:{index}", namespace=namespace)
+        except ValueError:
+            if index >= 8:
+                break
+            continue
+        ray.kill(handle)
+        stopped += 1
     return stopped

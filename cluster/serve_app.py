@@ -40,8 +40,12 @@ def build_application(settings: Settings) -> Application:
     gateway = Gateway.options(
         num_replicas=settings.gateway.num_replicas,
         max_ongoing_requests=settings.gateway.max_ongoing_requests,
+        # Serve's own per-request log line costs throughput; the gateway logs errors itself.
+        logging_config={"enable_access_log": settings.gateway.access_log},
     )
-    application: Application = gateway.bind(gateway_config(settings), setup)
+    application: Application = gateway.bind(
+        gateway_config(settings), setup, namespace=settings.ray.namespace
+    )
     return application
 
 

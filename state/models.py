@@ -186,7 +186,12 @@ class FileEntry(Base):
 
 
 class Version(Base):
-    """A checkpoint: the whole file set of a workspace after one change or batch of changes."""
+    """A checkpoint: the whole file set of a workspace after one change or batch of changes.
+
+    The complete file set is the manifest blob ``manifest_sha256`` (canonical JSON
+    ``{path: [sha256, size, mode]}`` in the blob store, see actors/workspace/manifest.py); the
+    version's ``VersionFile`` rows hold only what changed relative to ``parent_number``.
+    """
 
     __tablename__ = "versions"
     __table_args__ = (UniqueConstraint("workspace_id", "number"),)
@@ -200,18 +205,30 @@ class Version(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     parent_number: Mapped[int | None] = mapped_column(Integer)
     restored_from: Mapped[int | None] = mapped_column(Integer)
+    manifest_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class VersionFile(Base):
+    """One change a version made: ``change`` is ``added``, ``modified`` or ``deleted``.
+
+    ``sha256``/``size``/``mode`` describe the file after the change (all None for a deletion);
+    ``before_sha256`` the file before it (None for an addition). Every blob a workspace ever
+    referenced appears as some row's ``sha256``, which is what purging relies on.
+    """
+
     __tablename__ = "version_files"
     __table_args__ = (UniqueConstraint("version_id", "path"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     version_id: Mapped[str] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
     path: Mapped[str] = mapped_column(String(1024))
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
-    size: Mapped[int] = mapped_column(BigInteger)
-    mode: Mapped[int] = mapped_column(Integer, default=0o644)
+    change: Mapped[str] = mapped_column(String(10))
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    before_sha256: Mapped[str | None] = mapped_column(String(64))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    mode: Mapped[int | None] = mapped_column(Integer)
 
 
 class AgentRun(Base):

@@ -15,14 +15,22 @@ from typing import Literal, Protocol
 
 __all__ = [
     "Author",
+    "AuthorKind",
     "Change",
+    "ChangeKind",
     "FileInfo",
+    "FileNotFoundInWorkspace",
+    "InvalidArchive",
+    "InvalidPath",
+    "LeaseLost",
     "PreconditionFailed",
     "QuotaExceeded",
     "SessionInfo",
     "VersionInfo",
+    "VersionNotFound",
     "WorkspaceError",
     "WorkspaceNotFound",
+    "WorkspaceUnavailable",
     "WorkspaceWriter",
     "WriteResult",
 ]
@@ -132,14 +140,19 @@ class PreconditionFailed(WorkspaceError):
 
 
 class QuotaExceeded(WorkspaceError):
-    """A file or the whole workspace would exceed its size quota."""
+    """A file or the whole workspace would exceed its size quota.
 
-    def __init__(self, detail: str, limit_bytes: int) -> None:
+    ``limit_bytes`` is the byte limit that applies (per file or per workspace); when the file
+    count was exceeded, ``limit_files`` is that limit and ``limit_bytes`` the workspace limit.
+    """
+
+    def __init__(self, detail: str, limit_bytes: int, limit_files: int | None = None) -> None:
         super().__init__(detail)
         self.limit_bytes = limit_bytes
+        self.limit_files = limit_files
 
-    def __reduce__(self) -> tuple[type[QuotaExceeded], tuple[str, int]]:
-        return (type(self), (self.detail, self.limit_bytes))
+    def __reduce__(self) -> tuple[type[QuotaExceeded], tuple[str, int, int | None]]:
+        return (type(self), (self.detail, self.limit_bytes, self.limit_files))
 
 
 class InvalidArchive(WorkspaceError):
@@ -148,6 +161,10 @@ class InvalidArchive(WorkspaceError):
 
 class LeaseLost(WorkspaceError):
     """Another session took ownership of the workspace; this one must not write (fencing)."""
+
+
+class WorkspaceUnavailable(WorkspaceError):
+    """The workspace's host could not be reached or did not answer in time; retry shortly."""
 
 
 class WorkspaceWriter(Protocol):

@@ -18,6 +18,7 @@ from actors.workspace.api import (
     SessionInfo,
     VersionInfo,
     WorkspaceError,
+    WorkspaceUnavailable,
     WriteResult,
 )
 from actors.workspace.directory import host_names, owner_of
@@ -29,10 +30,6 @@ log = structlog.get_logger("workspace.writer")
 # A host that died is restarted by Ray in about a second; idempotent calls wait that out.
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 3.0)
 HOST_MAX_CONCURRENCY = 10_000
-
-
-class WorkspaceUnavailable(WorkspaceError):
-    """The workspace's host could not be reached, or did not answer in time."""
 
 
 class RayWorkspaceWriter:

@@ -12,8 +12,8 @@ from serve_apps.gateway.config import GatewayConfig
 from serve_apps.gateway.metrics import HttpMetrics
 from serve_apps.gateway.middleware import EdgeMiddleware
 from serve_apps.gateway.problems import install_problem_handlers
-from serve_apps.gateway.routes import auth, health
-from serve_apps.gateway.services import ReadinessProbe, Services
+from serve_apps.gateway.routes import admin, auth, files, health, versions, workspaces
+from serve_apps.gateway.services import ReadinessProbe, Services, WorkspaceWriterFactory
 
 __all__ = ["build_app"]
 
@@ -23,17 +23,21 @@ def build_app(
     *,
     probes: dict[str, ReadinessProbe] | None = None,
     echo_request_id: bool = True,
+    writer_factory: WorkspaceWriterFactory | None = None,
 ) -> FastAPI:
     """Return the ASGI app. Services open in its lifespan, so building it does no I/O.
 
     ``echo_request_id=False`` when something in front (Ray Serve) already adopts the caller's
     ``x-request-id`` and sets it on the response, so it is not sent twice.
+    ``writer_factory`` builds the WorkspaceWriter (default: sessions hosted in this process).
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.services = await Services.open(config, stack, probes=probes)
+            app.state.services = await Services.open(
+                config, stack, probes=probes, writer_factory=writer_factory
+            )
             yield
 
     app = FastAPI(
@@ -47,18 +51,33 @@ def build_app(
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(workspaces.router)
+    app.include_router(files.router)
+    app.include_router(versions.router)
+    app.include_router(admin.router)
     if config.gateway.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=config.gateway.cors_allow_origins,
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "if-match", "x-request-id"],
-            expose_headers=["etag", "x-request-id", "retry-after"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "if-match",
+                "if-none-match",
+                "x-request-id",
+            ],
+            expose_headers=["etag", "x-request-id", "retry-after", "content-disposition"],
             max_age=600,
         )
     # Added last so it is the outermost layer: it sees every response, including CORS ones.
     app.add_middleware(
-        EdgeMiddleware, settings=config.gateway, metrics=metrics, echo_request_id=echo_request_id
+        EdgeMiddleware,
+        settings=config.gateway,
+        metrics=metrics,
+        echo_request_id=echo_request_id,
+        upload_routes=files.UPLOAD_ROUTES,
+        max_upload_bytes=config.workspace.max_upload_bytes,
     )
     return app

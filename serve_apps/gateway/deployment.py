@@ -10,8 +10,12 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Deployment
 
+from actors.workspace.actor import HostConfig
+from actors.workspace.api import WorkspaceWriter
+from actors.workspace.ray_writer import RayWorkspaceWriter
 from serve_apps.gateway.app import build_app
 from serve_apps.gateway.config import GatewayConfig
+from serve_apps.gateway.services import WriterContext
 
 __all__ = ["Gateway", "GatewayReplica"]
 
@@ -33,15 +37,35 @@ class GatewayReplica:
     """One gateway replica. ``setup_process`` (e.g. logging) runs first in the replica process."""
 
     def __init__(
-        self, config: GatewayConfig, setup_process: Callable[[], None] | None = None
+        self,
+        config: GatewayConfig,
+        setup_process: Callable[[], None] | None = None,
+        *,
+        namespace: str = "vibecode",
     ) -> None:
         if setup_process is not None:
             setup_process()
         self._config = config
+        self._setup_process = setup_process
+        self._namespace = namespace
+
+    async def _ray_writer(self, context: WriterContext) -> WorkspaceWriter:
+        """Workspace sessions live in the named WorkspaceHost actors, shared by all replicas."""
+        host_config = HostConfig(
+            db=context.config.db, blob=context.config.blob, workspace=context.config.workspace
+        )
+        return RayWorkspaceWriter(
+            host_config, namespace=self._namespace, setup_process=self._setup_process
+        )
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Serve adopts the caller's x-request-id (or makes one), passes it in, and echoes it.
-        return build_app(self._config, probes={"ray": ray_ready}, echo_request_id=False)
+        return build_app(
+            self._config,
+            probes={"ray": ray_ready},
+            echo_request_id=False,
+            writer_factory=self._ray_writer,
+        )
 
 
 # The replica class stays a plain class (importable and testable); this is its Serve shell.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -37,6 +38,10 @@ DOCS_CSP = (
 )
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 
+# (method, full-match pattern of the decoded path): requests whose body is an upload (raw file,
+# zip archive) rather than JSON, allowed up to ``max_upload_bytes``.
+UploadRoute = tuple[str, re.Pattern[str]]
+
 
 class BodyTooLarge(HTTPException):
     """Raised from ``receive`` once the streamed body passes the limit.
@@ -61,10 +66,14 @@ class EdgeMiddleware:
         settings: GatewaySettings,
         metrics: HttpMetrics,
         echo_request_id: bool = True,
+        upload_routes: Sequence[UploadRoute] = (),
+        max_upload_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.echo_request_id = echo_request_id
         self.max_body_bytes = settings.max_body_bytes
+        self.upload_routes = tuple(upload_routes)
+        self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
         self.access_log = settings.access_log
         self.static_headers: list[tuple[bytes, bytes]] = [
@@ -101,14 +110,15 @@ class EdgeMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        limit = self._body_limit(scope)
         try:
             declared = _content_length(scope)
-            if declared is not None and declared > self.max_body_bytes:
-                await self._too_large(scope, send_wrapper, request_id)
+            if declared is not None and declared > limit:
+                await self._too_large(scope, send_wrapper, request_id, limit)
             else:
-                await self.app(scope, self._limited(receive), send_wrapper)
+                await self.app(scope, self._limited(receive, limit), send_wrapper)
         except BodyTooLarge:
-            await self._too_large(scope, send_wrapper, request_id)
+            await self._too_large(scope, send_wrapper, request_id, limit)
         finally:
             duration_s = time.perf_counter() - started
             route = scope.get("route")
@@ -127,8 +137,15 @@ class EdgeMiddleware:
                 )
             structlog.contextvars.clear_contextvars()
 
-    def _limited(self, receive: Receive) -> Receive:
-        limit = self.max_body_bytes
+    def _body_limit(self, scope: Scope) -> int:
+        if self.max_upload_bytes is not None:
+            method, path = scope["method"], scope["path"]
+            for upload_method, pattern in self.upload_routes:
+                if method == upload_method and pattern.fullmatch(path):
+                    return self.max_upload_bytes
+        return self.max_body_bytes
+
+    def _limited(self, receive: Receive, limit: int) -> Receive:
         received = 0
 
         async def limited_receive() -> Message:
@@ -142,11 +159,11 @@ class EdgeMiddleware:
 
         return limited_receive
 
-    async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
+    async def _too_large(self, scope: Scope, send: Send, request_id: str, limit: int) -> None:
         response = problem(
             413,
             "Request body too large",
-            f"The request body exceeds the limit of {self.max_body_bytes} bytes.",
+            f"The request body exceeds the limit of {limit} bytes.",
             request_id=request_id,
         )
         await response(scope, _empty_receive, send)

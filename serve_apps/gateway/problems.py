@@ -21,7 +21,21 @@ from accounts.errors import (
     TokenInvalid,
     WeakPassword,
 )
-from state.errors import StateError, StorageUnavailable
+from actors.workspace.api import (
+    FileNotFoundInWorkspace,
+    InvalidArchive,
+    InvalidPath,
+    LeaseLost,
+    PreconditionFailed,
+    QuotaExceeded,
+    VersionNotFound,
+    WorkspaceError,
+    WorkspaceNotFound,
+    WorkspaceUnavailable,
+)
+from actors.workspace.catalog import InvalidWorkspaceName, MemberNotFound
+from actors.workspace.templates import UnknownTemplate
+from state.errors import BlobNotFound, StateError, StorageUnavailable
 
 __all__ = ["ProblemResponse", "install_problem_handlers", "problem"]
 
@@ -38,6 +52,21 @@ ACCOUNT_ERRORS: tuple[tuple[type[AccountError], int, str], ...] = (
     (InvalidEmail, 422, "Invalid email"),
     (WeakPassword, 422, "Weak password"),
     (PermissionDenied, 403, "Forbidden"),
+)
+
+WORKSPACE_ERRORS: tuple[tuple[type[WorkspaceError], int, str], ...] = (
+    (WorkspaceNotFound, 404, "Workspace not found"),
+    (FileNotFoundInWorkspace, 404, "File not found"),
+    (VersionNotFound, 404, "Version not found"),
+    (MemberNotFound, 404, "Member not found"),
+    (InvalidPath, 400, "Invalid path"),
+    (InvalidArchive, 400, "Invalid archive"),
+    (PreconditionFailed, 412, "Precondition failed"),
+    (QuotaExceeded, 413, "Quota exceeded"),
+    (UnknownTemplate, 422, "Unknown template"),
+    (InvalidWorkspaceName, 422, "Invalid workspace name"),
+    (LeaseLost, 503, "Workspace moving"),
+    (WorkspaceUnavailable, 503, "Workspace unavailable"),
 )
 
 
@@ -131,7 +160,46 @@ async def _account_error(request: Request, exc: Exception) -> Response:
     return problem(400, "Account error", exc.detail, request_id=_request_id(request))
 
 
+async def _workspace_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, WorkspaceError)
+    status, title = next(
+        ((status, title) for kind, status, title in WORKSPACE_ERRORS if isinstance(exc, kind)),
+        (400, "Workspace error"),
+    )
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, LeaseLost | WorkspaceUnavailable):
+        # The workspace's session is moving to another host; the next attempt reaches it.
+        log.warning("workspace.lease_lost", detail=exc.detail)
+        headers["Retry-After"] = "1"
+    elif isinstance(exc, PreconditionFailed) and exc.current_sha256 is not None:
+        headers["ETag"] = f'"{exc.current_sha256}"'
+        extra["current_sha256"] = exc.current_sha256
+    elif isinstance(exc, QuotaExceeded):
+        extra["limit_bytes"] = exc.limit_bytes
+        if exc.limit_files is not None:
+            extra["limit_files"] = exc.limit_files
+    return problem(
+        status,
+        title,
+        exc.detail,
+        request_id=_request_id(request),
+        headers=headers,
+        extra=extra,
+    )
+
+
 async def _state_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, BlobNotFound):
+        # The database names content the blob store does not hold: durable data is missing.
+        # That is our failure, not a missing resource of the caller's, so it stays a 500.
+        log.error("blob.missing", digest=exc.digest)
+        return problem(
+            500,
+            "Internal error",
+            "Stored content is missing; this was logged with the request id.",
+            request_id=_request_id(request),
+        )
     if isinstance(exc, StorageUnavailable):
         log.warning("storage.unavailable", part=exc.part, reason=exc.reason)
         return problem(
@@ -161,5 +229,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(AccountError, _account_error)
+    app.add_exception_handler(WorkspaceError, _workspace_error)
     app.add_exception_handler(StateError, _state_error)
     app.add_exception_handler(Exception, _unexpected)

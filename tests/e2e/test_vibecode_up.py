@@ -2,44 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
-import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def vibecode(
-    *args: str, env: dict[str, str], timeout_s: float = 240
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cluster.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-
-
-@pytest.fixture
-def platform_env(ray_address: str, serve_port: int, db_url: str, tmp_path: Path) -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("VIBECODE_")}
-    env.update(
-        {
-            "RAY_ADDRESS": ray_address,
-            "VIBECODE_PORT": str(serve_port),
-            "VIBECODE_DATA_DIR": str(tmp_path / "data"),
-            "VIBECODE_DB__URL": db_url,
-            "PYTHONPATH": str(ROOT),
-        }
-    )
-    return env
+from tests.harness.platform import clean_environment, vibecode
 
 
 def test_up_serves_sign_in_and_data_survives_a_redeploy(
@@ -80,7 +47,7 @@ def test_up_serves_sign_in_and_data_survives_a_redeploy(
 
 
 def test_bad_configuration_is_one_clear_line(tmp_path: Path) -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("VIBECODE_")}
+    env = clean_environment()
     env.update({"VIBECODE_PORT": "not-a-port", "VIBECODE_DATA_DIR": str(tmp_path)})
     result = vibecode("db", "upgrade", env=env, timeout_s=60)
     assert result.returncode == 2

@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from accounts.settings import AuthSettings
+from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.app import build_app
 from serve_apps.gateway.config import GatewayConfig
-from serve_apps.gateway.services import ReadinessProbe
+from serve_apps.gateway.services import ReadinessProbe, WorkspaceWriterFactory
 from serve_apps.gateway.settings import GatewaySettings
 from state.settings import DatabaseSettings, LocalBlobSettings, RedisSettings
 
@@ -24,22 +25,32 @@ def gateway_config(
     blob_root: Path,
     *,
     redis_url: str | None = None,
+    workspace: WorkspaceSettings | None = None,
     **gateway: object,
 ) -> GatewayConfig:
+    """A config on ``db_url``; working trees live beside ``blob_root`` unless ``workspace`` says."""
+    if workspace is None:
+        workspace = WorkspaceSettings()
+    if workspace.trees_dir is None:
+        workspace = workspace.model_copy(update={"trees_dir": blob_root.parent / "trees"})
     return GatewayConfig(
         gateway=GatewaySettings(**gateway),  # type: ignore[arg-type]
         db=DatabaseSettings(url=db_url),
         blob=LocalBlobSettings(root=blob_root),
         redis=RedisSettings(url=redis_url),
         auth=AuthSettings(jwt_secret=SecretStr(SIGNING_KEY)),
+        workspace=workspace,
     )
 
 
 @contextmanager
 def running_gateway(
-    config: GatewayConfig, *, probes: dict[str, ReadinessProbe] | None = None
+    config: GatewayConfig,
+    *,
+    probes: dict[str, ReadinessProbe] | None = None,
+    writer_factory: WorkspaceWriterFactory | None = None,
 ) -> Iterator[TestClient]:
-    app = build_app(config, probes=probes)
+    app = build_app(config, probes=probes, writer_factory=writer_factory)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
@@ -53,3 +64,7 @@ def register_and_login(
     assert response.status_code == 200, response.text
     body: dict[str, str] = response.json()
     return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -84,9 +84,7 @@ async def test_a_host_killed_mid_stream_keeps_every_acknowledged_write(
 
     async def write(path: str, data: bytes) -> None:
         try:
-            result = await writer.write_file(
-                workspace_id, path, data, if_match=None, author=author
-            )
+            result = await writer.write_file(workspace_id, path, data, if_match=None, author=author)
         except WorkspaceError:
             failed.append(path)
             return

@@ -225,6 +225,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("parent_number", sa.Integer(), nullable=True),
         sa.Column("restored_from", sa.Integer(), nullable=True),
+        sa.Column("manifest_sha256", sa.String(length=64), nullable=False),
+        sa.Column("file_count", sa.Integer(), nullable=False),
+        sa.Column("total_bytes", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
             ["author_id"],
             ["users.id"],
@@ -240,6 +243,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_versions")),
         sa.UniqueConstraint("workspace_id", "number", name=op.f("uq_versions_workspace_id")),
     )
+    op.create_index("ix_versions_manifest_sha256", "versions", ["manifest_sha256"])
     op.create_table(
         "agent_events",
         sa.Column(
@@ -267,9 +271,11 @@ def upgrade() -> None:
         sa.Column("id", sa.String(length=32), nullable=False),
         sa.Column("version_id", sa.String(length=32), nullable=False),
         sa.Column("path", sa.String(length=1024), nullable=False),
-        sa.Column("sha256", sa.String(length=64), nullable=False),
-        sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("mode", sa.Integer(), nullable=False),
+        sa.Column("change", sa.String(length=10), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=True),
+        sa.Column("before_sha256", sa.String(length=64), nullable=True),
+        sa.Column("size", sa.BigInteger(), nullable=True),
+        sa.Column("mode", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
             ["version_id"],
             ["versions.id"],

@@ -1,0 +1,294 @@
+"""Workspace records and who may see them: creation, listing, renaming, soft deletion, members.
+
+A plain async class over the database. Every lookup is scoped to the caller: a workspace that
+does not exist, is deleted, or that the caller is not a member of raises the same
+``WorkspaceNotFound``, so the answer never reveals that someone else's workspace exists.
+The files of a workspace are not touched here: they change only through a ``WorkspaceWriter``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, get_args
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from accounts.errors import PermissionDenied
+from actors.workspace.api import WorkspaceError, WorkspaceNotFound
+from state.db import Database
+from state.models import Membership, User, Workspace, new_id, utcnow
+
+__all__ = [
+    "InvalidWorkspaceName",
+    "MemberNotFound",
+    "MemberRecord",
+    "Role",
+    "WorkspaceCatalog",
+    "WorkspaceRecord",
+    "can_manage",
+    "can_write",
+    "clean_name",
+]
+
+Role = Literal["owner", "admin", "editor", "viewer"]
+ROLES: frozenset[str] = frozenset(get_args(Role))
+MAX_NAME_CHARS = 200
+# Roles that may change files and rename; roles that may delete and manage members.
+WRITER_ROLES = frozenset({"owner", "admin", "editor"})
+MANAGER_ROLES = frozenset({"owner", "admin"})
+
+
+def can_write(role: str) -> bool:
+    """True for roles that may change a workspace's files (a viewer only reads)."""
+    return role in WRITER_ROLES
+
+
+def can_manage(role: str) -> bool:
+    """True for roles that may delete the workspace and change its members."""
+    return role in MANAGER_ROLES
+
+
+class InvalidWorkspaceName(WorkspaceError):
+    """A name that is empty after stripping or longer than 200 characters."""
+
+
+class MemberNotFound(WorkspaceError):
+    """No account with that email, or that user is not a member."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRecord:
+    """A workspace as one member sees it: ``role`` is that member's role."""
+
+    id: str
+    name: str
+    template: str
+    owner_id: str
+    created_at: datetime
+    updated_at: datetime
+    role: str
+    head_version: int
+    total_bytes: int
+
+    @classmethod
+    def of(cls, workspace: Workspace, role: str) -> WorkspaceRecord:
+        return cls(
+            id=workspace.id,
+            name=workspace.name,
+            template=workspace.template,
+            owner_id=workspace.owner_id,
+            created_at=workspace.created_at,
+            updated_at=workspace.updated_at,
+            role=role,
+            head_version=workspace.head_version,
+            total_bytes=workspace.total_bytes,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    user_id: str
+    email: str
+    name: str
+    role: str
+    created_at: datetime
+
+
+def clean_name(name: str) -> str:
+    """``name`` stripped; raise ``InvalidWorkspaceName`` if empty or over 200 characters."""
+    cleaned = name.strip()
+    if not cleaned:
+        raise InvalidWorkspaceName("The workspace name must not be empty.")
+    if len(cleaned) > MAX_NAME_CHARS:
+        raise InvalidWorkspaceName(
+            f"The workspace name must be at most {MAX_NAME_CHARS} characters."
+        )
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in cleaned):
+        raise InvalidWorkspaceName("The workspace name must not contain control characters.")
+    return cleaned
+
+
+class WorkspaceCatalog:
+    """Workspace rows and memberships; every read is scoped to a calling user."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, owner_id: str, *, name: str, template: str) -> WorkspaceRecord:
+        """Create the workspace and its owner's membership in one transaction (no files yet)."""
+        now = utcnow()
+        workspace = Workspace(
+            id=new_id(),
+            name=clean_name(name),
+            template=template,
+            owner_id=owner_id,
+            created_at=now,
+            updated_at=now,
+            head_version=0,
+            total_bytes=0,
+        )
+        async with self._db.session() as session, session.begin():
+            session.add(workspace)
+            await session.flush()
+            session.add(
+                Membership(
+                    id=new_id(),
+                    workspace_id=workspace.id,
+                    user_id=owner_id,
+                    role="owner",
+                    created_at=now,
+                )
+            )
+        return WorkspaceRecord.of(workspace, "owner")
+
+    async def list_for(self, user_id: str) -> list[WorkspaceRecord]:
+        """The live workspaces ``user_id`` is a member of, newest first, with their role."""
+        async with self._db.session() as session:
+            rows = await session.execute(
+                select(Workspace, Membership.role)
+                .join(Membership, Membership.workspace_id == Workspace.id)
+                .where(Membership.user_id == user_id, Workspace.deleted_at.is_(None))
+                .order_by(Workspace.created_at.desc(), Workspace.id)
+            )
+            return [WorkspaceRecord.of(workspace, role) for workspace, role in rows.all()]
+
+    async def get_for(self, user_id: str, workspace_id: str) -> WorkspaceRecord:
+        """The workspace as ``user_id`` sees it.
+
+        Raise ``WorkspaceNotFound`` alike when it does not exist, is deleted, or the user is
+        not a member.
+        """
+        async with self._db.session() as session:
+            row = (
+                await session.execute(
+                    select(Workspace, Membership.role)
+                    .join(Membership, Membership.workspace_id == Workspace.id)
+                    .where(
+                        Workspace.id == workspace_id,
+                        Membership.user_id == user_id,
+                        Workspace.deleted_at.is_(None),
+                    )
+                )
+            ).first()
+        if row is None:
+            raise WorkspaceNotFound(f"No workspace {workspace_id[:64]!r}.")
+        workspace, role = row
+        return WorkspaceRecord.of(workspace, role)
+
+    async def rename(self, user_id: str, workspace_id: str, *, name: str) -> WorkspaceRecord:
+        """Rename; members who may write may rename. Viewers get ``PermissionDenied``."""
+        cleaned = clean_name(name)
+        record = await self.get_for(user_id, workspace_id)
+        if not can_write(record.role):
+            raise PermissionDenied("Viewers cannot rename this workspace.")
+        now = utcnow()
+        async with self._db.session() as session, session.begin():
+            await session.execute(
+                update(Workspace)
+                .where(Workspace.id == workspace_id, Workspace.deleted_at.is_(None))
+                .values(name=cleaned, updated_at=now)
+            )
+        return await self.get_for(user_id, workspace_id)
+
+    async def soft_delete(self, user_id: str, workspace_id: str) -> WorkspaceRecord:
+        """Mark deleted (its files and versions are purged after the grace period).
+
+        Only an owner or admin may delete; other members get ``PermissionDenied``.
+        """
+        record = await self.get_for(user_id, workspace_id)
+        if not can_manage(record.role):
+            raise PermissionDenied("Only the workspace's owner or an admin can delete it.")
+        await self.mark_deleted(workspace_id)
+        return record
+
+    async def mark_deleted(self, workspace_id: str) -> None:
+        """Soft-delete without an access check (e.g. to undo a creation that failed midway)."""
+        now = utcnow()
+        async with self._db.session() as session, session.begin():
+            await session.execute(
+                update(Workspace)
+                .where(Workspace.id == workspace_id, Workspace.deleted_at.is_(None))
+                .values(deleted_at=now, updated_at=now)
+            )
+
+    # -- members ------------------------------------------------------------------------------
+
+    async def list_members(self, user_id: str, workspace_id: str) -> list[MemberRecord]:
+        await self.get_for(user_id, workspace_id)
+        async with self._db.session() as session:
+            rows = await session.execute(
+                select(Membership, User)
+                .join(User, User.id == Membership.user_id)
+                .where(Membership.workspace_id == workspace_id)
+                .order_by(Membership.created_at, User.email)
+            )
+            return [_member(membership, user) for membership, user in rows.all()]
+
+    async def set_member(
+        self, user_id: str, workspace_id: str, *, email: str, role: str
+    ) -> MemberRecord:
+        """Add the account with ``email`` as a member, or change its role.
+
+        Only owners and admins manage members; nobody becomes or stops being the owner here.
+        """
+        record = await self.get_for(user_id, workspace_id)
+        if not can_manage(record.role):
+            raise PermissionDenied("Only the workspace's owner or an admin can manage members.")
+        if role not in ROLES or role == "owner":
+            raise PermissionDenied(f"Role {role[:40]!r} cannot be granted.")
+        async with self._db.session() as session, session.begin():
+            user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+            if user is None:
+                raise MemberNotFound("No account has that email.")
+            membership = await session.scalar(
+                select(Membership).where(
+                    Membership.workspace_id == workspace_id, Membership.user_id == user.id
+                )
+            )
+            if membership is None:
+                membership = Membership(
+                    id=new_id(),
+                    workspace_id=workspace_id,
+                    user_id=user.id,
+                    role=role,
+                    created_at=utcnow(),
+                )
+                session.add(membership)
+            elif membership.role == "owner":
+                raise PermissionDenied("The owner's role cannot be changed.")
+            else:
+                membership.role = role
+            try:
+                await session.flush()
+            except IntegrityError as exc:  # a concurrent add of the same member
+                raise PermissionDenied("That member was changed concurrently; retry.") from exc
+            return _member(membership, user)
+
+    async def remove_member(self, user_id: str, workspace_id: str, member_id: str) -> None:
+        """Remove a member (owners and admins; anyone may remove themselves, except the owner)."""
+        record = await self.get_for(user_id, workspace_id)
+        if member_id != user_id and not can_manage(record.role):
+            raise PermissionDenied("Only the workspace's owner or an admin can remove members.")
+        async with self._db.session() as session, session.begin():
+            membership = await session.scalar(
+                select(Membership).where(
+                    Membership.workspace_id == workspace_id, Membership.user_id == member_id
+                )
+            )
+            if membership is None:
+                raise MemberNotFound("That user is not a member of this workspace.")
+            if membership.role == "owner":
+                raise PermissionDenied("The owner cannot be removed.")
+            await session.delete(membership)
+
+
+def _member(membership: Membership, user: User) -> MemberRecord:
+    return MemberRecord(
+        user_id=user.id,
+        email=user.email,
+        name=user.name,
+        role=membership.role,
+        created_at=membership.created_at,
+    )

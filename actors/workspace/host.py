@@ -1,0 +1,277 @@
+"""WorkspaceHostCore: many workspace sessions in one process (the logic of a WorkspaceHost actor).
+
+Sessions open lazily on the first call for a workspace (concurrent first calls share one open),
+and unload when idle (``idle_timeout_s``) or old (``max_lifetime_s``) from a reaper task the host
+owns. A session that lost its lease, or whose durable write failed in an unknown way, is dropped
+at once; the next call reopens from durable state. The host is an async context manager:
+``async with WorkspaceHostCore(...) as host:``, or ``await host.start()`` / ``await host.aclose()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+import structlog
+
+from actors.workspace.api import (
+    Author,
+    LeaseLost,
+    SessionInfo,
+    VersionInfo,
+    WorkspaceError,
+    WorkspaceNotFound,
+    WriteResult,
+)
+from actors.workspace.session import SessionClosed, WorkspaceSession
+from actors.workspace.settings import WorkspaceSettings
+from actors.workspace.tree import WorkingTree
+from state.blobs import BlobStore
+from state.db import Database
+
+__all__ = ["HostStats", "WorkspaceHostCore"]
+
+log = structlog.get_logger("actors.workspace")
+
+_T = TypeVar("_T")
+# A call that finds its session closing reopens it; this bounds the retries.
+_REOPEN_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class HostStats:
+    """Counters an actor shell exports as metrics."""
+
+    open_sessions: int
+    sessions_opened: int
+    sessions_unloaded: int
+    writes: int
+    lease_lost: int
+    last_flush_s: float
+
+
+class WorkspaceHostCore:
+    def __init__(
+        self,
+        name: str,
+        *,
+        db: Database,
+        blobs: BlobStore,
+        settings: WorkspaceSettings,
+        node_id: str | None = None,
+    ) -> None:
+        if settings.trees_dir is None:
+            raise ValueError("WorkspaceSettings.trees_dir is None: resolve it before hosting")
+        self.name = name
+        self.node_id = node_id
+        self.settings = settings
+        self._trees_dir = Path(settings.trees_dir)
+        self._db = db
+        self._blobs = blobs
+        self._sessions: dict[str, WorkspaceSession] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._opened = self._unloaded = self._writes = self._lease_lost = 0
+        self._last_flush_s = 0.0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the reaper that unloads idle and over-age sessions (idempotent)."""
+        if self._reaper is None:
+            self._trees_dir.mkdir(parents=True, exist_ok=True)
+            self._reaper = asyncio.create_task(self._reap_forever(), name=f"{self.name}-reaper")
+
+    async def aclose(self) -> None:
+        """Stop the reaper and close every session (queued writes finish first)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            # wait() does not re-raise the reaper's CancelledError, but does propagate our own.
+            await asyncio.wait([self._reaper])
+            self._reaper = None
+        for workspace_id in list(self._sessions):
+            await self.close(workspace_id)
+
+    async def __aenter__(self) -> WorkspaceHostCore:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- the WorkspaceWriter operations -----------------------------------------------------------
+
+    async def write_file(
+        self, workspace_id: str, path: str, data: bytes, *, if_match: str | None, author: Author
+    ) -> WriteResult:
+        return await self._call(
+            workspace_id, lambda s: s.write_file(path, data, if_match=if_match, author=author)
+        )
+
+    async def delete_file(
+        self, workspace_id: str, path: str, *, if_match: str | None, author: Author
+    ) -> VersionInfo:
+        return await self._call(
+            workspace_id, lambda s: s.delete_file(path, if_match=if_match, author=author)
+        )
+
+    async def move_file(
+        self, workspace_id: str, source: str, destination: str, *, author: Author
+    ) -> VersionInfo:
+        return await self._call(
+            workspace_id, lambda s: s.move_file(source, destination, author=author)
+        )
+
+    async def apply_batch(
+        self,
+        workspace_id: str,
+        files: Mapping[str, bytes | None],
+        *,
+        author: Author,
+        message: str,
+        replace_all: bool = False,
+    ) -> VersionInfo:
+        return await self._call(
+            workspace_id,
+            lambda s: s.apply_batch(files, author=author, message=message, replace_all=replace_all),
+        )
+
+    async def restore(self, workspace_id: str, version: int, *, author: Author) -> VersionInfo:
+        return await self._call(workspace_id, lambda s: s.restore(version, author=author))
+
+    async def close(self, workspace_id: str) -> None:
+        """Unload the workspace's session if it is open here; queued calls finish first."""
+        session = self._sessions.pop(workspace_id, None)
+        self._opening.pop(workspace_id, None)
+        if session is not None:
+            await session.close()
+            self._unloaded += 1
+            log.info("workspace.session_unloaded", workspace_id=workspace_id, host=self.name)
+
+    async def sessions(self) -> list[SessionInfo]:
+        return [s.info(host=self.name, node_id=self.node_id) for s in self._sessions.values()]
+
+    async def session(self, workspace_id: str) -> WorkspaceSession:
+        """The open session of ``workspace_id``, opening it here if needed."""
+        session = self._sessions.get(workspace_id)
+        if session is not None and not session.closed:
+            return session
+        lock = self._opening.setdefault(workspace_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._open(workspace_id)
+        finally:
+            # Waiters keep their reference; once the session is registered they take it from
+            # the dict, so the lock need not outlive this open.
+            if self._opening.get(workspace_id) is lock and not lock.locked():
+                del self._opening[workspace_id]
+
+    async def _open(self, workspace_id: str) -> WorkspaceSession:
+        session = self._sessions.get(workspace_id)
+        if session is not None and not session.closed:
+            return session
+        session = await WorkspaceSession.open(
+            workspace_id,
+            db=self._db,
+            blobs=self._blobs,
+            settings=self.settings,
+            tree=WorkingTree(self._trees_dir / workspace_id),
+            owner=f"{self.name}/{uuid.uuid4().hex[:12]}",
+        )
+        self._sessions[workspace_id] = session
+        self._opened += 1
+        log.info(
+            "workspace.session_opened",
+            workspace_id=workspace_id,
+            host=self.name,
+            epoch=session.lease_epoch,
+            head_version=session.head_version,
+        )
+        return session
+
+    def stats(self) -> HostStats:
+        return HostStats(
+            open_sessions=len(self._sessions),
+            sessions_opened=self._opened,
+            sessions_unloaded=self._unloaded,
+            writes=self._writes,
+            lease_lost=self._lease_lost,
+            last_flush_s=self._last_flush_s,
+        )
+
+    # --- internals ------------------------------------------------------------------------------
+
+    async def _call(
+        self, workspace_id: str, operation: Callable[[WorkspaceSession], Awaitable[_T]]
+    ) -> _T:
+        for attempt in range(_REOPEN_ATTEMPTS):
+            session = await self.session(workspace_id)
+            writes_before = session.writes
+            try:
+                result = await operation(session)
+            except SessionClosed:
+                if attempt == _REOPEN_ATTEMPTS - 1:
+                    raise
+                continue
+            except LeaseLost:
+                self._lease_lost += 1
+                self._drop(session, reason="lease_lost")
+                raise
+            except WorkspaceNotFound:
+                self._drop(session, reason="workspace_gone")
+                raise
+            except WorkspaceError:
+                raise  # A refused request: the session's state is unchanged.
+            except BaseException:
+                # Unknown outcome (e.g. the connection broke during COMMIT): the session's view of
+                # the head may be wrong, so reopen from durable state on the next call.
+                self._drop(session, reason="write_failed")
+                raise
+            if session.writes != writes_before:
+                self._writes += session.writes - writes_before
+                self._last_flush_s = session.last_flush_s
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop(self, session: WorkspaceSession, *, reason: str) -> None:
+        session.abandon()
+        if self._sessions.get(session.workspace_id) is session:
+            del self._sessions[session.workspace_id]
+            self._unloaded += 1
+        log.warning(
+            "workspace.session_dropped",
+            workspace_id=session.workspace_id,
+            host=self.name,
+            reason=reason,
+        )
+
+    async def _reap_forever(self) -> None:
+        interval = min(self.settings.idle_timeout_s, self.settings.max_lifetime_s) / 4
+        interval = max(0.05, min(interval, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            await self.reap()
+
+    async def reap(self) -> int:
+        """Unload idle and over-age sessions now; return how many were unloaded."""
+        now = time.monotonic()
+        doomed = [
+            workspace_id
+            for workspace_id, s in self._sessions.items()
+            if (not s.busy and now - s.last_used_monotonic >= self.settings.idle_timeout_s)
+            or now - s.opened_monotonic >= self.settings.max_lifetime_s
+        ]
+        for workspace_id in doomed:
+            await self.close(workspace_id)
+        return len(doomed)

@@ -1,0 +1,70 @@
+"""Who may do what to a workspace: API-key scopes, membership (404 otherwise) and role."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from accounts.errors import PermissionDenied
+from accounts.service import Principal
+from actors.workspace.api import Author
+from actors.workspace.catalog import WorkspaceRecord, can_write
+from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
+
+__all__ = [
+    "WORKSPACE_ERRORS",
+    "ReadableWorkspace",
+    "WritableWorkspace",
+    "author_of",
+    "require_scope",
+]
+
+READ_SCOPE = "workspaces:read"
+WRITE_SCOPE = "workspaces:write"
+
+WORKSPACE_ERRORS: dict[int | str, dict[str, str]] = {
+    401: {"description": "Missing, invalid or expired credentials (problem+json)."},
+    403: {"description": "The API key lacks the scope, or the role is read-only (problem+json)."},
+    404: {"description": "No such workspace, or the caller is not a member (problem+json)."},
+}
+
+
+def require_scope(principal: Principal, *, write: bool) -> None:
+    """Raise ``PermissionDenied`` unless the credential carries the scope (write implies read)."""
+    if principal.has_scope(WRITE_SCOPE) or (not write and principal.has_scope(READ_SCOPE)):
+        return
+    scope = WRITE_SCOPE if write else READ_SCOPE
+    raise PermissionDenied(f"This API key lacks the {scope!r} scope.")
+
+
+async def readable_workspace(
+    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> WorkspaceRecord:
+    """The workspace, if the caller is a member; ``WorkspaceNotFound`` (404) otherwise."""
+    require_scope(principal, write=False)
+    return await services.catalog.get_for(principal.user.id, workspace_id)
+
+
+async def writable_workspace(
+    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> WorkspaceRecord:
+    """As ``readable_workspace``, and the caller's role may change files (403 for viewers)."""
+    require_scope(principal, write=True)
+    record = await services.catalog.get_for(principal.user.id, workspace_id)
+    if not can_write(record.role):
+        raise PermissionDenied("Your role in this workspace is read-only.")
+    return record
+
+
+ReadableWorkspace = Annotated[WorkspaceRecord, Depends(readable_workspace)]
+WritableWorkspace = Annotated[WorkspaceRecord, Depends(writable_workspace)]
+
+
+def author_of(principal: Principal, request: Request) -> Author:
+    request_id = request.scope.get("state", {}).get("request_id")
+    return Author(
+        user_id=principal.user.id,
+        kind="user",
+        request_id=request_id if isinstance(request_id, str) else None,
+    )

@@ -1,0 +1,195 @@
+"""Workspaces: create from a template, list, get, rename, delete, and their members."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import structlog
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from actors.workspace.catalog import MemberRecord, WorkspaceRecord
+from actors.workspace.templates import template_files
+from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
+from serve_apps.gateway.routes.access import (
+    WORKSPACE_ERRORS,
+    ReadableWorkspace,
+    author_of,
+    require_scope,
+)
+
+__all__ = ["router"]
+
+log = structlog.get_logger("gateway.workspaces")
+
+router = APIRouter(prefix="/api/workspaces", tags=["workspaces"])
+
+TemplateName = Literal["blank", "python", "static-web"]
+GrantableRole = Literal["admin", "editor", "viewer"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+
+class CreateWorkspaceRequest(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    template: TemplateName = "blank"
+
+
+class RenameWorkspaceRequest(Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SetMemberRequest(Strict):
+    email: str = Field(min_length=3, max_length=320)
+    role: GrantableRole
+
+
+class WorkspaceOut(BaseModel):
+    id: str
+    name: str
+    template: str
+    created_at: datetime
+    updated_at: datetime
+    role: str
+    owner_id: str
+    head_version: int
+    total_bytes: int
+
+    @classmethod
+    def of(cls, record: WorkspaceRecord) -> WorkspaceOut:
+        return cls(
+            id=record.id,
+            name=record.name,
+            template=record.template,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            role=record.role,
+            owner_id=record.owner_id,
+            head_version=record.head_version,
+            total_bytes=record.total_bytes,
+        )
+
+
+class WorkspaceList(BaseModel):
+    items: list[WorkspaceOut]
+
+
+class MemberOut(BaseModel):
+    user_id: str
+    email: str
+    name: str
+    role: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, member: MemberRecord) -> MemberOut:
+        return cls(
+            user_id=member.user_id,
+            email=member.email,
+            name=member.name,
+            role=member.role,
+            created_at=member.created_at,
+        )
+
+
+class MemberList(BaseModel):
+    items: list[MemberOut]
+
+
+@router.post("", status_code=201, response_model=WorkspaceOut, responses=WORKSPACE_ERRORS)
+async def create_workspace(
+    body: CreateWorkspaceRequest,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> WorkspaceOut:
+    """Create a workspace whose first version holds the template's files."""
+    require_scope(principal, write=True)
+    files: dict[str, bytes | None] = dict(template_files(body.template, name=body.name.strip()))
+    record = await services.catalog.create(
+        principal.user.id, name=body.name, template=body.template
+    )
+    try:
+        await services.writer.apply_batch(
+            record.id,
+            files,
+            author=author_of(principal, request),
+            message=f"Created from template {body.template}",
+            replace_all=True,
+        )
+    except Exception:
+        # A workspace without its files must not linger in the list; the purge reclaims it.
+        await services.catalog.mark_deleted(record.id)
+        raise
+    log.info("workspace.created", workspace_id=record.id, template=body.template)
+    return WorkspaceOut.of(await services.catalog.get_for(principal.user.id, record.id))
+
+
+@router.get("", response_model=WorkspaceList, responses=WORKSPACE_ERRORS)
+async def list_workspaces(principal: CurrentPrincipal, services: ServicesDep) -> WorkspaceList:
+    """The caller's workspaces (any role), newest first."""
+    require_scope(principal, write=False)
+    records = await services.catalog.list_for(principal.user.id)
+    return WorkspaceList(items=[WorkspaceOut.of(record) for record in records])
+
+
+@router.get("/{workspace_id}", response_model=WorkspaceOut, responses=WORKSPACE_ERRORS)
+async def get_workspace(workspace: ReadableWorkspace) -> WorkspaceOut:
+    return WorkspaceOut.of(workspace)
+
+
+@router.patch("/{workspace_id}", response_model=WorkspaceOut, responses=WORKSPACE_ERRORS)
+async def rename_workspace(
+    workspace_id: str,
+    body: RenameWorkspaceRequest,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> WorkspaceOut:
+    require_scope(principal, write=True)
+    record = await services.catalog.rename(principal.user.id, workspace_id, name=body.name)
+    return WorkspaceOut.of(record)
+
+
+@router.delete("/{workspace_id}", status_code=204, responses=WORKSPACE_ERRORS)
+async def delete_workspace(
+    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """Soft-delete (owner or admin): gone at once for everyone; purged after a grace period."""
+    require_scope(principal, write=True)
+    await services.catalog.soft_delete(principal.user.id, workspace_id)
+    await services.writer.close(workspace_id)
+    log.info("workspace.deleted", workspace_id=workspace_id)
+    return Response(status_code=204)
+
+
+@router.get("/{workspace_id}/members", response_model=MemberList, responses=WORKSPACE_ERRORS)
+async def list_members(
+    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> MemberList:
+    require_scope(principal, write=False)
+    members = await services.catalog.list_members(principal.user.id, workspace_id)
+    return MemberList(items=[MemberOut.of(member) for member in members])
+
+
+@router.put("/{workspace_id}/members", response_model=MemberOut, responses=WORKSPACE_ERRORS)
+async def set_member(
+    workspace_id: str, body: SetMemberRequest, principal: CurrentPrincipal, services: ServicesDep
+) -> MemberOut:
+    """Add a registered user by email with a role, or change a member's role (owner/admin)."""
+    require_scope(principal, write=True)
+    member = await services.catalog.set_member(
+        principal.user.id, workspace_id, email=body.email, role=body.role
+    )
+    return MemberOut.of(member)
+
+
+@router.delete("/{workspace_id}/members/{user_id}", status_code=204, responses=WORKSPACE_ERRORS)
+async def remove_member(
+    workspace_id: str, user_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    require_scope(principal, write=True)
+    await services.catalog.remove_member(principal.user.id, workspace_id, user_id)
+    return Response(status_code=204)
