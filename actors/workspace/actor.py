@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from ray.util import metrics
 
 from actors.workspace.api import Author, SessionInfo, VersionInfo, WriteResult
+from actors.workspace.directory import host_name
 from actors.workspace.host import WorkspaceHostCore
 from actors.workspace.settings import WorkspaceSettings
 from state.blobs import open_blob_store
@@ -86,6 +87,7 @@ class WorkspaceHostShell:
                     blobs=blobs,
                     settings=self._config.workspace,
                     node_id=self._node_id,
+                    purger=self._name == host_name(0),
                 )
                 await core.start()
                 self._core = core

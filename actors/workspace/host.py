@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -29,11 +30,13 @@ from actors.workspace.api import (
     WorkspaceNotFound,
     WriteResult,
 )
+from actors.workspace.purge import purge_deleted_workspaces
 from actors.workspace.session import SessionClosed, WorkspaceSession
 from actors.workspace.settings import WorkspaceSettings
 from actors.workspace.tree import WorkingTree
 from state.blobs import BlobStore
 from state.db import Database
+from state.errors import StateError
 
 __all__ = ["HostStats", "WorkspaceHostCore"]
 
@@ -65,6 +68,7 @@ class WorkspaceHostCore:
         blobs: BlobStore,
         settings: WorkspaceSettings,
         node_id: str | None = None,
+        purger: bool = False,
     ) -> None:
         if settings.trees_dir is None:
             raise ValueError("WorkspaceSettings.trees_dir is None: resolve it before hosting")
@@ -77,6 +81,11 @@ class WorkspaceHostCore:
         self._sessions: dict[str, WorkspaceSession] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._reaper: asyncio.Task[None] | None = None
+        # Exactly one host per deployment purges deleted workspaces (purging is idempotent, but
+        # one purger keeps blob deletions from racing each other).
+        self._purger = purger
+        self._purge_task: asyncio.Task[None] | None = None
+        self.purged = 0
         self._opened = self._unloaded = self._writes = self._lease_lost = 0
         self._last_flush_s = 0.0
 
@@ -87,14 +96,19 @@ class WorkspaceHostCore:
         if self._reaper is None:
             self._trees_dir.mkdir(parents=True, exist_ok=True)
             self._reaper = asyncio.create_task(self._reap_forever(), name=f"{self.name}-reaper")
+        if self._purger and self._purge_task is None:
+            self._purge_task = asyncio.create_task(
+                self._purge_forever(), name=f"{self.name}-purger"
+            )
 
     async def aclose(self) -> None:
         """Stop the reaper and close every session (queued writes finish first)."""
-        if self._reaper is not None:
-            self._reaper.cancel()
-            # wait() does not re-raise the reaper's CancelledError, but does propagate our own.
-            await asyncio.wait([self._reaper])
-            self._reaper = None
+        for task in (self._reaper, self._purge_task):
+            if task is not None:
+                task.cancel()
+                # wait() does not re-raise the task's CancelledError, but propagates our own.
+                await asyncio.wait([task])
+        self._reaper = self._purge_task = None
         for workspace_id in list(self._sessions):
             await self.close(workspace_id)
 
@@ -262,6 +276,24 @@ class WorkspaceHostCore:
         while True:
             await asyncio.sleep(interval)
             await self.reap()
+
+    async def _purge_forever(self) -> None:
+        while True:
+            try:
+                await self.purge()
+            except StateError as exc:
+                # Storage hiccups must not end the loop; the next round retries.
+                log.warning("workspace.purge_failed", host=self.name, error=str(exc))
+            await asyncio.sleep(self.settings.purge_interval_s)
+
+    async def purge(self) -> int:
+        """Purge workspaces deleted longer than the grace period ago; return how many."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.delete_grace_s)
+        purged = await purge_deleted_workspaces(self._db, self._blobs, older_than=cutoff)
+        if purged:
+            self.purged += purged
+            log.info("workspace.purged", host=self.name, workspaces=purged)
+        return purged
 
     async def reap(self) -> int:
         """Unload idle and over-age sessions now; return how many were unloaded."""

@@ -30,5 +30,7 @@ class WorkspaceSettings(BaseModel):
     max_upload_bytes: int = 64 * 1024 * 1024
     # Deleted workspaces keep their files and versions this long before they are purged.
     delete_grace_s: float = 7 * 24 * 3600.0
+    # How often the purging host looks for deleted workspaces past their grace period.
+    purge_interval_s: float = 3600.0
     # Working trees on this node's disk. None: ``<data_dir>/trees``.
     trees_dir: Path | None = None

@@ -50,7 +50,11 @@ async def local_workspace_writer(context: WriterContext) -> WorkspaceWriter:
 
     host = await context.stack.enter_async_context(
         WorkspaceHostCore(
-            "local", db=context.db, blobs=context.blobs, settings=context.config.workspace
+            "local",
+            db=context.db,
+            blobs=context.blobs,
+            settings=context.config.workspace,
+            purger=True,
         )
     )
     return LocalWorkspaceWriter(host)
