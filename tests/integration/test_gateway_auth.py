@@ -4,33 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.integration.gateway_client import gateway_config, register_and_login, running_gateway
+from tests.integration.gateway_client import (
+    assert_problem,
+    gateway_config,
+    register_and_login,
+    running_gateway,
+)
 
 
 @pytest.fixture
 def client(db_url: str, tmp_path: Path) -> Iterator[TestClient]:
     with running_gateway(gateway_config(db_url, tmp_path / "blobs")) as test_client:
         yield test_client
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_problem(response: Any, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, object] = response.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 def test_register_login_me(client: TestClient) -> None:

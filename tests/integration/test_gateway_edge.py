@@ -16,11 +16,12 @@ from fastapi.testclient import TestClient
 
 from tests.integration.gateway_client import (
     SIGNING_KEY,
+    assert_problem,
+    bearer,
     gateway_config,
     register_and_login,
     running_gateway,
 )
-from tests.integration.test_gateway_auth import assert_problem, bearer
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from actors.workspace.api import LeaseLost, WorkspaceWriter
 from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.services import Services, WriterContext
 from tests.integration.gateway_client import (
+    assert_problem,
     bearer,
     gateway_config,
     register_and_login,
@@ -49,17 +50,6 @@ def client(db_url: str, tmp_path: Path) -> Iterator[TestClient]:
 @pytest.fixture
 def ada(client: TestClient) -> dict[str, str]:
     return bearer(register_and_login(client)["access_token"])
-
-
-def assert_problem(response: Any, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, object] = response.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    assert body["request_id"] == response.headers["x-request-id"]
-    return body
 
 
 def create(client: TestClient, auth: dict[str, str], template: str = "blank") -> dict[str, Any]:
