@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from tests.integration.gateway_client import (
     assert_problem,
+    bearer,
     gateway_config,
     register_and_login,
     running_gateway,
