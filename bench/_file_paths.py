@@ -47,7 +47,7 @@ class FilePath(Protocol):
 
 
 class DirectStore:
-    name = "direct: blob put + row INSERT"
+    name = "direct"
 
     def __init__(self, root: Path) -> None:
         self._blobs = LocalBlobStore(root / "blobs")
@@ -85,7 +85,7 @@ class DirectStore:
 
 
 class InProcessSessions:
-    name = "session in-process (no Ray, no HTTP)"
+    name = "in-process session"
 
     def __init__(self, root: Path, *, workspaces: int) -> None:
         url = f"sqlite+aiosqlite:///{root / 'vibecode.db'}"
@@ -93,7 +93,9 @@ class InProcessSessions:
         self._db = Database(url)
         self._blobs = LocalBlobStore(root / "blobs")
         settings = WorkspaceSettings(trees_dir=root / "trees")
-        self._host = WorkspaceHostCore("bench-host", db=self._db, blobs=self._blobs, settings=settings)
+        self._host = WorkspaceHostCore(
+            "bench-host", db=self._db, blobs=self._blobs, settings=settings
+        )
         self._writer = LocalWorkspaceWriter(self._host)
         self._reader = WorkspaceReader(self._db, self._blobs)
         self._count = workspaces
@@ -129,7 +131,7 @@ class InProcessSessions:
 
 
 class HttpFiles:
-    name = "HTTP → Serve gateway → WorkspaceHost actor"
+    name = "HTTP full path"
 
     def __init__(self, base_url: str, *, workspaces: int, connections: int) -> None:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)

@@ -121,7 +121,7 @@ def up(
     from ray import serve
 
     from cluster.ray_bootstrap import connect, stop_workspace_hosts
-    from cluster.serve_app import APP_NAME, build_application
+    from cluster.serve_app import APP_NAME, build_application, llm_status
 
     with console.status("Starting Ray…"):
         connection = connect(settings)
@@ -146,6 +146,7 @@ def up(
         if connection.dashboard_url:
             out.print(f"Ray dashboard: {connection.dashboard_url}")
         out.print(f"HTTP ingress: {'HAProxy' if connection.haproxy else 'Serve proxy'}")
+        out.print(llm_status(settings), markup=False)
         if detach:
             return
         out.print("Press Ctrl-C to stop.")

@@ -15,8 +15,9 @@ from cluster.logging import configure_logging
 from cluster.settings import Settings, load_settings
 from serve_apps.gateway.config import GatewayConfig
 from serve_apps.gateway.deployment import Gateway
+from serve_apps.llm_router.deployment import LLMRouterDeployment
 
-__all__ = ["APP_NAME", "app_builder", "build_application", "gateway_config"]
+__all__ = ["APP_NAME", "app_builder", "build_application", "gateway_config", "llm_status"]
 
 APP_NAME = "vibecode"
 
@@ -29,6 +30,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         redis=settings.redis,
         auth=settings.auth,
         workspace=settings.workspace,
+        llm=settings.llm,
     )
 
 
@@ -44,9 +46,52 @@ def build_application(settings: Settings) -> Application:
         logging_config={"enable_access_log": settings.gateway.access_log},
     )
     application: Application = gateway.bind(
-        gateway_config(settings), setup, namespace=settings.ray.namespace
+        gateway_config(settings),
+        setup,
+        namespace=settings.ray.namespace,
+        llm=llm_router(settings, setup),
     )
     return application
+
+
+def llm_router(settings: Settings, setup: functools.partial[None]) -> Application | None:
+    """The AI-routing deployment, or None when no model (nor the demo) is configured.
+
+    The model file is validated here, so a bad file stops startup with a clear error.
+    """
+    llm = settings.llm
+    if not llm.configured:
+        return None
+    if llm.config_path is not None:
+        from serve_apps.llm_router.config import load_model_config
+
+        load_model_config(llm.config_path)
+    deployment = LLMRouterDeployment.options(
+        autoscaling_config=llm.autoscaling_config(),
+        max_ongoing_requests=llm.max_ongoing_requests,
+        logging_config={"enable_access_log": settings.gateway.access_log},
+    )
+    bound: Application = deployment.bind(llm, settings.db, setup)
+    return bound
+
+
+def llm_status(settings: Settings) -> str:
+    """One line for the operator: which models are served, or how to configure one."""
+    llm = settings.llm
+    if llm.config_path is not None:
+        return f"AI models: from {llm.config_path}"
+    how = (
+        "set VIBECODE_LLM_CONFIG to a YAML file in litellm's router format, e.g.\n"
+        "  model_list:\n"
+        "    - model_name: fast\n"
+        "      litellm_params: {model: openai/gpt-4o-mini, api_key: os.environ/OPENAI_API_KEY}\n"
+        "and restart."
+    )
+    if llm.demo_enabled:
+        return (
+            f"AI models: only the offline 'demo' model (it replays a script). For real ones, {how}"
+        )
+    return f"AI models: none configured; /v1 and the agent answer 503. To configure one, {how}"
 
 
 def app_builder(args: dict[str, Any]) -> Application:

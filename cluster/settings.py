@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from accounts.settings import AuthSettings
 from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.settings import GatewaySettings
+from serve_apps.llm_router.provider_keys import derive_key_encryption_key
+from serve_apps.llm_router.settings import LLMSettings
 from state.settings import (
     BlobSettings,
     DatabaseSettings,
@@ -72,6 +74,9 @@ class Settings(BaseSettings):
     workspace: WorkspaceSettings = Field(default_factory=WorkspaceSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    # VIBECODE_LLM_CONFIG: the model file (litellm router format); becomes llm.config_path.
+    llm_config: Path | None = None
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:
@@ -124,8 +129,29 @@ class Settings(BaseSettings):
                 "db": db,
                 "auth": auth,
                 "workspace": workspace,
+                "llm": self._resolved_llm(auth),
             }
         )
+
+    def _resolved_llm(self, auth: AuthSettings) -> LLMSettings:
+        """The model file made absolute; the demo on in development unless set; in development
+        a provider-key encryption key derived from the JWT secret unless one is set."""
+        llm = self.llm
+        update: dict[str, object] = {}
+        config_path = self.llm_config or llm.config_path
+        if config_path is not None:
+            update["config_path"] = config_path.expanduser().resolve()
+        if llm.demo is None:
+            update["demo"] = self.environment == "development"
+        if (
+            llm.key_encryption_key is None
+            and self.environment == "development"
+            and auth.jwt_secret is not None
+        ):
+            update["key_encryption_key"] = derive_key_encryption_key(
+                auth.jwt_secret.get_secret_value()
+            )
+        return llm.model_copy(update=update)
 
     @staticmethod
     def _sqlite_url(data_dir: Path) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "Base",
     "FileEntry",
     "Membership",
+    "ProviderKey",
     "RefreshToken",
     "UsageRecord",
     "User",
@@ -283,6 +284,19 @@ class UsageRecord(Base):
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Numeric(14, 6, asdecimal=False), default=0)
     quantity: Mapped[float] = mapped_column(Numeric(18, 6, asdecimal=False), default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProviderKey(Base):
+    """A user's own API key for a model provider, encrypted (AES-GCM); never returned."""
+
+    __tablename__ = "provider_keys"
+    __table_args__ = (UniqueConstraint("user_id", "provider"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(40))
+    key_enc: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

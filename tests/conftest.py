@@ -175,6 +175,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-# --- Ray: one per session, started only when a test asks for it ---------------------------------
+# --- Ray and a private dockerd: one per session, started only when a test asks for it ----------
 
+from tests.harness.dockerd import _stop_private_dockerd, docker_backend  # noqa: E402, F401
 from tests.harness.ray_cluster import free_port, ray_address, serve_port  # noqa: E402, F401

@@ -322,11 +322,14 @@ class WorkspaceSession:
             return await self._head_info()
         check_limits(old, new, changes, self._settings)
         started = time.perf_counter()
-        await put_blobs(
-            self._blobs,
-            [contents[c.path] for c in effective if c.after_sha256 and c.path in contents],
+        # Content and manifest blobs are independent; nothing refers to either until the commit.
+        _, manifest_ref = await asyncio.gather(
+            put_blobs(
+                self._blobs,
+                [contents[c.path] for c in effective if c.after_sha256 and c.path in contents],
+            ),
+            self._blobs.put(new.encode()),
         )
-        manifest_ref = await self._blobs.put(new.encode())
         info = await commit_version(
             self._db,
             workspace_id=self.workspace_id,

@@ -12,8 +12,22 @@ from serve_apps.gateway.config import GatewayConfig
 from serve_apps.gateway.metrics import HttpMetrics
 from serve_apps.gateway.middleware import EdgeMiddleware
 from serve_apps.gateway.problems import install_problem_handlers
-from serve_apps.gateway.routes import admin, auth, files, health, versions, workspaces
-from serve_apps.gateway.services import ReadinessProbe, Services, WorkspaceWriterFactory
+from serve_apps.gateway.routes import (
+    admin,
+    auth,
+    files,
+    health,
+    openai_compat,
+    provider_keys,
+    versions,
+    workspaces,
+)
+from serve_apps.gateway.services import (
+    LLMClientFactory,
+    ReadinessProbe,
+    Services,
+    WorkspaceWriterFactory,
+)
 
 __all__ = ["build_app"]
 
@@ -24,19 +38,25 @@ def build_app(
     probes: dict[str, ReadinessProbe] | None = None,
     echo_request_id: bool = True,
     writer_factory: WorkspaceWriterFactory | None = None,
+    llm_factory: LLMClientFactory | None = None,
 ) -> FastAPI:
     """Return the ASGI app. Services open in its lifespan, so building it does no I/O.
 
     ``echo_request_id=False`` when something in front (Ray Serve) already adopts the caller's
     ``x-request-id`` and sets it on the response, so it is not sent twice.
     ``writer_factory`` builds the WorkspaceWriter (default: sessions hosted in this process).
+    ``llm_factory`` builds the LLMClient (default: an in-process router from ``config.llm``).
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             app.state.services = await Services.open(
-                config, stack, probes=probes, writer_factory=writer_factory
+                config,
+                stack,
+                probes=probes,
+                writer_factory=writer_factory,
+                llm_factory=llm_factory,
             )
             yield
 
@@ -49,12 +69,15 @@ def build_app(
     metrics = HttpMetrics()
     app.state.metrics = metrics
     install_problem_handlers(app)
+    openai_compat.install_llm_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(workspaces.router)
     app.include_router(files.router)
     app.include_router(versions.router)
     app.include_router(admin.router)
+    app.include_router(openai_compat.router)
+    app.include_router(provider_keys.router)
     if config.gateway.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from accounts.settings import AuthSettings
 from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.settings import GatewaySettings
+from serve_apps.llm_router.settings import LLMSettings
 from state.settings import BlobSettings, DatabaseSettings, RedisSettings
 
 __all__ = ["GatewayConfig"]
@@ -21,4 +22,5 @@ class GatewayConfig(BaseModel):
     redis: RedisSettings
     auth: AuthSettings
     workspace: WorkspaceSettings = WorkspaceSettings()
+    llm: LLMSettings = LLMSettings()
     version: str = "0.1.0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import ray
 from fastapi import FastAPI
@@ -16,6 +17,8 @@ from actors.workspace.ray_writer import RayWorkspaceWriter
 from serve_apps.gateway.app import build_app
 from serve_apps.gateway.config import GatewayConfig
 from serve_apps.gateway.services import WriterContext
+from serve_apps.llm_router.client import ServeLLMClient
+from serve_apps.llm_router.ports import LLMClient
 
 __all__ = ["Gateway", "GatewayReplica"]
 
@@ -42,12 +45,16 @@ class GatewayReplica:
         setup_process: Callable[[], None] | None = None,
         *,
         namespace: str = "vibecode",
+        llm: Any = None,
     ) -> None:
+        """``llm``: a handle to ``LLMRouterDeployment`` (bound by the composition root), or
+        None when no model is configured (the /v1 routes then answer 503)."""
         if setup_process is not None:
             setup_process()
         self._config = config
         self._setup_process = setup_process
         self._namespace = namespace
+        self._llm = llm
 
     async def _ray_writer(self, context: WriterContext) -> WorkspaceWriter:
         """Workspace sessions live in the named WorkspaceHost actors, shared by all replicas."""
@@ -58,6 +65,9 @@ class GatewayReplica:
             host_config, namespace=self._namespace, setup_process=self._setup_process
         )
 
+    async def _serve_llm(self, _context: WriterContext) -> LLMClient | None:
+        return ServeLLMClient(self._llm) if self._llm is not None else None
+
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Serve adopts the caller's x-request-id (or makes one), passes it in, and echoes it.
         return build_app(
@@ -65,6 +75,7 @@ class GatewayReplica:
             probes={"ray": ray_ready},
             echo_request_id=False,
             writer_factory=self._ray_writer,
+            llm_factory=self._serve_llm,
         )
 
 

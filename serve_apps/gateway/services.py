@@ -12,15 +12,19 @@ from actors.workspace.catalog import WorkspaceCatalog
 from actors.workspace.reader import WorkspaceReader
 from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.config import GatewayConfig
+from serve_apps.llm_router.ports import LLMClient
+from serve_apps.llm_router.provider_keys import KeyCipher, ProviderKeyStore
 from state.blobs import BlobStore, open_blob_store
 from state.db import Database
 from state.kv import KeyValueStore, open_kv
 
 __all__ = [
+    "LLMClientFactory",
     "ReadinessProbe",
     "Services",
     "WorkspaceWriterFactory",
     "WriterContext",
+    "local_llm_client",
     "local_workspace_writer",
 ]
 
@@ -60,6 +64,20 @@ async def local_workspace_writer(context: WriterContext) -> WorkspaceWriter:
     return LocalWorkspaceWriter(host)
 
 
+# Builds the replica's LLMClient, or None when no model is configured (the /v1 routes answer
+# 503): an in-process router by default, the router deployment's handle under Serve.
+LLMClientFactory = Callable[[WriterContext], Awaitable[LLMClient | None]]
+
+
+async def local_llm_client(context: WriterContext) -> LLMClient | None:
+    """An in-process ``LLMRouter`` (tests, bare uvicorn), or None when no model is configured."""
+    from serve_apps.llm_router.router import open_llm_router
+
+    if not context.config.llm.configured:
+        return None
+    return open_llm_router(context.config.llm, db=context.db)
+
+
 @dataclass
 class Services:
     db: Database
@@ -72,6 +90,8 @@ class Services:
     workspace_settings: WorkspaceSettings
     redis_configured: bool
     probes: dict[str, ReadinessProbe]
+    llm: LLMClient | None = None
+    provider_keys: ProviderKeyStore | None = None
 
     @classmethod
     async def open(
@@ -81,6 +101,7 @@ class Services:
         *,
         probes: dict[str, ReadinessProbe] | None = None,
         writer_factory: WorkspaceWriterFactory | None = None,
+        llm_factory: LLMClientFactory | None = None,
     ) -> Services:
         """Open every collaborator; ``stack`` closes them in reverse order."""
         db = Database.from_settings(config.db)
@@ -90,7 +111,13 @@ class Services:
         kv = open_kv(config.redis)
         stack.push_async_callback(kv.close)
         factory = writer_factory or local_workspace_writer
-        writer = await factory(WriterContext(config=config, db=db, blobs=blobs, stack=stack))
+        context = WriterContext(config=config, db=db, blobs=blobs, stack=stack)
+        writer = await factory(context)
+        llm = await (llm_factory or local_llm_client)(context)
+        encryption_key = config.llm.key_encryption_key
+        provider_keys = (
+            ProviderKeyStore(db, KeyCipher(encryption_key)) if encryption_key is not None else None
+        )
         return cls(
             db=db,
             blobs=blobs,
@@ -102,4 +129,6 @@ class Services:
             workspace_settings=config.workspace,
             redis_configured=config.redis.url is not None,
             probes=dict(probes or {}),
+            llm=llm,
+            provider_keys=provider_keys,
         )

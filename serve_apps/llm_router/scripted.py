@@ -293,7 +293,9 @@ def stream_payloads(
         head = {"index": index, "id": _call_id(call), "type": "function"}
         chunks.append(chunk({"tool_calls": [{**head, "function": {"name": call.name}}]}))
         for part in (arguments[:half], arguments[half:]):
-            chunks.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]}))
+            chunks.append(
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+            )
     chunks.append(chunk({}, _finish_reason(reply)))
     if include_usage:
         chunks.append({**base, "choices": [], "usage": _usage(reply, messages)})

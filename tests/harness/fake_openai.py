@@ -168,9 +168,7 @@ class FakeOpenAI:
             payload = completion_payload(reply, model=model, messages=messages)
             return JSONResponse(payload, headers=reply.headers)
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        chunks = stream_payloads(
-            reply, model=model, messages=messages, include_usage=include_usage
-        )
+        chunks = stream_payloads(reply, model=model, messages=messages, include_usage=include_usage)
         return StreamingResponse(
             _sse(chunks, reply.chunk_delay_s),
             media_type="text/event-stream",

@@ -1,0 +1,116 @@
+"""Per-sandbox cgroups (memory, pids, cpu) on cgroup v1 or v2, detected at startup.
+
+The host (root) creates the group before launch; the launcher shell writes its own pid into
+``cgroup.procs`` and then execs setpriv/bwrap, so every sandbox process is inside from the
+start. Without usable cgroups the caller falls back to rlimits and reports it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from sandbox.types import SandboxLimits
+
+__all__ = ["CgroupMode", "SandboxCgroup", "detect_mode"]
+
+CgroupMode = Literal["cgroup_v1", "cgroup_v2", "rlimit"]
+ROOT = Path("/sys/fs/cgroup")
+CFS_PERIOD_US = 100_000
+V1_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+def detect_mode() -> CgroupMode:
+    """v2 when the unified hierarchy has the controllers, else v1 when mounted, else rlimit."""
+    if os.geteuid() != 0:
+        return "rlimit"
+    controllers = ROOT / "cgroup.controllers"
+    if controllers.exists() and {"memory", "pids"} <= set(controllers.read_text().split()):
+        return "cgroup_v2"
+    if all((ROOT / name / "cgroup.procs").exists() for name in V1_CONTROLLERS):
+        return "cgroup_v1"
+    return "rlimit"
+
+
+def _write(path: Path, value: str | int) -> None:
+    path.write_text(str(value))
+
+
+@dataclass
+class SandboxCgroup:
+    mode: CgroupMode
+    dirs: list[Path]
+
+    @classmethod
+    def create(
+        cls, mode: CgroupMode, parent: str, sandbox_id: str, limits: SandboxLimits
+    ) -> SandboxCgroup:
+        quota_us = max(1000, int(limits.cpu_quota_cores * CFS_PERIOD_US))
+        if mode == "cgroup_v2":
+            base = ROOT / parent
+            base.mkdir(exist_ok=True)
+            _write(base / "cgroup.subtree_control", "+memory +pids +cpu")
+            group = base / sandbox_id
+            group.mkdir()
+            _write(group / "memory.max", limits.memory_bytes)
+            if (group / "memory.swap.max").exists():
+                _write(group / "memory.swap.max", 0)
+            _write(group / "pids.max", limits.pids)
+            _write(group / "cpu.max", f"{quota_us} {CFS_PERIOD_US}")
+            return cls(mode, [group])
+        dirs = []
+        for controller in V1_CONTROLLERS:
+            group = ROOT / controller / parent / sandbox_id
+            group.mkdir(parents=True)
+            dirs.append(group)
+        memory, pids, cpu = dirs
+        _write(memory / "memory.limit_in_bytes", limits.memory_bytes)
+        if (memory / "memory.memsw.limit_in_bytes").exists():
+            _write(memory / "memory.memsw.limit_in_bytes", limits.memory_bytes)
+        _write(memory / "memory.swappiness", 0)
+        _write(pids / "pids.max", limits.pids)
+        _write(cpu / "cpu.cfs_period_us", CFS_PERIOD_US)
+        _write(cpu / "cpu.cfs_quota_us", quota_us)
+        return cls(mode, dirs)
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(group / "cgroup.procs") for group in self.dirs]
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer has killed in this group."""
+        name = "memory.events" if self.mode == "cgroup_v2" else "memory.oom_control"
+        try:
+            for line in (self.dirs[0] / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except OSError:
+            return 0
+        return 0
+
+    def memory_bytes(self) -> int | None:
+        name = "memory.current" if self.mode == "cgroup_v2" else "memory.usage_in_bytes"
+        try:
+            return int((self.dirs[0] / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def remove(self, timeout_s: float = 2.0) -> bool:
+        """Remove the groups once their processes are gone. False if one stayed busy."""
+        deadline = time.monotonic() + timeout_s
+        for group in self.dirs:
+            while True:
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.005)
+        return True
