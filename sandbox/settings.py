@@ -91,3 +91,6 @@ class SandboxSettings(_Section):
     max_concurrent_creates: int = Field(4, ge=1)
     idle_timeout_s: float = Field(600.0, gt=0.0, description="a lease unused this long ends")
     max_lifetime_s: float = Field(3600.0, gt=0.0, description="a sandbox is replaced after this")
+    max_exec_timeout_s: float = Field(
+        600.0, gt=0.0, description="cap on a command's requested wall clock (default: limits)"
+    )

@@ -122,8 +122,11 @@ class SupervisedBackend(abc.ABC):
         exit_code = frame.get("exit_code")
         # A signal death shows as -N, or as 128+N when a shell ran the command.
         cpu_limit_s = sandbox.info.limits.cpu_time_s
-        if exit_code in (-24, 152, -9, 137) and float(frame.get("cpu_s", 0)) >= cpu_limit_s * 0.9:
-            return "cpu_time"  # SIGXCPU (soft RLIMIT_CPU) or SIGKILL (hard)
+        if exit_code in (-24, 152):
+            return "cpu_time"  # SIGXCPU: only the soft RLIMIT_CPU sends it
+        # SIGKILL at the hard RLIMIT_CPU; rusage granularity can report a little under the limit.
+        if exit_code in (-9, 137) and float(frame.get("cpu_s", 0)) >= cpu_limit_s * 0.8:
+            return "cpu_time"
         if exit_code in (-25, 153):  # SIGXFSZ: RLIMIT_FSIZE
             return "file_size"
         return None
