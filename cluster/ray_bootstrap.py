@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 log = structlog.get_logger("cluster.ray")
+
+HOST_STOP_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -145,14 +148,25 @@ def stop_workspace_hosts(namespace: str, *, max_hosts: int = 256) -> int:
     Hosts are detached and outlive deployments; a redeploy may change their settings (database,
     quotas). Their sessions reopen from durable state on the next request. Returns how many.
     """
-    stopped = 0
+    killed: list[str] = []
     for index in range(max_hosts):
+        name = f"ws-host:{index}"
         try:
-            handle = ray.get_actor(f"ws-host:{index}", namespace=namespace)
+            handle = ray.get_actor(name, namespace=namespace)
         except ValueError:
             if index >= 8:
                 break
             continue
         ray.kill(handle)
-        stopped += 1
-    return stopped
+        killed.append(name)
+    # Wait until the names are free: a replica that looked a host up in between would otherwise
+    # get the dying actor and fail its first calls.
+    deadline = time.monotonic() + HOST_STOP_TIMEOUT_S
+    for name in killed:
+        while time.monotonic() < deadline:
+            try:
+                ray.get_actor(name, namespace=namespace)
+            except ValueError:
+                break
+            time.sleep(0.05)
+    return len(killed)

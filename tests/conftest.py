@@ -100,6 +100,32 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         server.drop_database(name)
 
 
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ],
+)
+def module_db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Like ``db_url``, shared by a module's tests (for costly setups such as a deployment)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'vibecode.db'}"
+        upgrade(url)
+        record("database backends", f"sqlite {sqlite3.sqlite_version}")
+        yield url
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    template: str = request.getfixturevalue("postgres_template")
+    name = server.create_database(next_name(), template=template)
+    try:
+        yield server.url_for(name)
+    finally:
+        server.drop_database(name)
+
+
 @pytest.fixture
 async def database(db_url: str) -> AsyncIterator[Database]:
     """An open ``Database`` on ``db_url``."""

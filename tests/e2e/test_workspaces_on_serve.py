@@ -19,13 +19,6 @@ pytestmark = pytest.mark.ray
 CREDS = {"email": "linus@example.com", "password": "a long enough password"}
 
 
-@pytest.fixture
-def platform(platform_env: dict[str, str], serve_port: int) -> str:
-    started = vibecode("up", "--detach", env=platform_env)
-    assert started.returncode == 0, started.stderr
-    return f"http://127.0.0.1:{serve_port}"
-
-
 def sign_in(http: httpx.Client) -> dict[str, str]:
     http.post("/api/auth/register", json=CREDS)
     tokens = http.post("/api/auth/login", json=CREDS).json()
@@ -33,7 +26,7 @@ def sign_in(http: httpx.Client) -> dict[str, str]:
 
 
 def test_files_versions_restore_and_zip_through_serve(
-    platform: str, platform_env: dict[str, str]
+    platform: str, shared_platform_env: dict[str, str]
 ) -> None:
     with httpx.Client(base_url=platform, timeout=30) as http:
         auth = sign_in(http)
@@ -87,7 +80,9 @@ def test_files_versions_restore_and_zip_through_serve(
 
         # Operators see the open sessions with the host actor and node that hold them.
         assert http.get("/api/admin/sessions", headers=auth).status_code == 403
-        granted = vibecode("users", "make-admin", CREDS["email"], env=platform_env, timeout_s=60)
+        granted = vibecode(
+            "users", "make-admin", CREDS["email"], env=shared_platform_env, timeout_s=60
+        )
         assert granted.returncode == 0, granted.stderr
         # Replicas cache a signed-in user for a few seconds, so the grant shows up shortly.
         deadline = time.monotonic() + 15
