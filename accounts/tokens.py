@@ -32,6 +32,8 @@ class AccessClaims:
     token_epoch: int
     expires_at: int
     token_id: str
+    # The sign-in (refresh-token family) the token belongs to; None for older tokens.
+    session_id: str | None = None
 
 
 class AccessTokenCodec:
@@ -49,9 +51,16 @@ class AccessTokenCodec:
         self._audience = settings.jwt_audience
         self.ttl_s = settings.access_token_ttl_s
 
-    def issue(self, *, user_id: str, token_epoch: int, now: float | None = None) -> str:
+    def issue(
+        self,
+        *,
+        user_id: str,
+        token_epoch: int,
+        session_id: str | None = None,
+        now: float | None = None,
+    ) -> str:
         issued_at = int(now if now is not None else time.time())
-        claims = {
+        claims: dict[str, object] = {
             "sub": user_id,
             "iss": self._issuer,
             "aud": self._audience,
@@ -61,6 +70,8 @@ class AccessTokenCodec:
             "typ": "access",
             "ep": token_epoch,
         }
+        if session_id is not None:
+            claims["sid"] = session_id
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
     def verify(self, token: str) -> AccessClaims:
@@ -85,6 +96,7 @@ class AccessTokenCodec:
             token_epoch=int(claims["ep"]),
             expires_at=int(claims["exp"]),
             token_id=str(claims["jti"]),
+            session_id=str(claims["sid"]) if isinstance(claims.get("sid"), str) else None,
         )
 
 

@@ -31,6 +31,8 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         auth=settings.auth,
         workspace=settings.workspace,
         llm=settings.llm,
+        agent=settings.agent,
+        sandbox=settings.sandbox,
     )
 
 

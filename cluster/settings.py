@@ -15,7 +15,9 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from accounts.settings import AuthSettings
+from actors.agent.settings import AgentSettings
 from actors.workspace.settings import WorkspaceSettings
+from sandbox import BubblewrapSettings, SandboxSettings
 from serve_apps.gateway.settings import GatewaySettings
 from serve_apps.llm_router.provider_keys import derive_key_encryption_key
 from serve_apps.llm_router.settings import LLMSettings
@@ -75,6 +77,10 @@ class Settings(BaseSettings):
     ray: RaySettings = Field(default_factory=RaySettings)
     log: LogSettings = Field(default_factory=LogSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    # VIBECODE_AGENT__MAX_STEPS=40, VIBECODE_AGENT__DEFAULT_RUN_BUDGET_USD=1.0, ...
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    # VIBECODE_SANDBOX__BACKEND__KIND=docker, VIBECODE_SANDBOX__POOL_SIZE=8, ...
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     # VIBECODE_LLM_CONFIG: the model file (litellm router format); becomes llm.config_path.
     llm_config: Path | None = None
 
@@ -130,6 +136,7 @@ class Settings(BaseSettings):
                 "auth": auth,
                 "workspace": workspace,
                 "llm": self._resolved_llm(auth),
+                "sandbox": self._resolved_sandbox(data_dir),
             }
         )
 
@@ -153,9 +160,36 @@ class Settings(BaseSettings):
             )
         return llm.model_copy(update=update)
 
+    def _resolved_sandbox(self, data_dir: Path) -> SandboxSettings:
+        """In development the bubblewrap state dir defaults to ``<data_dir>/sandboxes`` when
+        the sandbox uid can traverse to it (bwrap binds its slot as that uid); otherwise, and
+        in production, it stays where the settings say."""
+        sandbox = self.sandbox
+        backend = sandbox.backend
+        if (
+            self.environment == "development"
+            and isinstance(backend, BubblewrapSettings)
+            and "state_dir" not in backend.model_fields_set
+            and _traversable_by_others(data_dir)
+        ):
+            backend = backend.model_copy(update={"state_dir": data_dir / "sandboxes"})
+        return sandbox.model_copy(update={"backend": backend})
+
     @staticmethod
     def _sqlite_url(data_dir: Path) -> str:
         return f"sqlite+aiosqlite:///{data_dir / 'vibecode.db'}"
+
+
+def _traversable_by_others(directory: Path) -> bool:
+    """Whether every existing ancestor of ``directory`` lets other users pass (o+x)."""
+    for path in (directory, *directory.parents):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if not mode & 0o001:
+            return False
+    return True
 
 
 def _dev_signing_key(data_dir: Path) -> str:

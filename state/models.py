@@ -35,15 +35,23 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "Base",
+    "DocSnapshot",
+    "DocUpdate",
     "FileEntry",
+    "Invitation",
     "Membership",
+    "OAuthIdentity",
+    "OrgMembership",
+    "Organization",
     "ProviderKey",
+    "RecoveryCode",
     "RefreshToken",
     "UsageRecord",
     "User",
     "Version",
     "VersionFile",
     "Workspace",
+    "WorkspaceSecret",
     "new_id",
     "utcnow",
 ]
@@ -106,6 +114,12 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # Bumped to invalidate every access token issued before it (logout everywhere, password change).
     token_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # Two-factor: the secret is enrolled when set, enforced once ``totp_enabled_at`` is set.
+    totp_enabled_at: Mapped[datetime | None]
+    # The last accepted TOTP time step: a code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Account deletion: the row stays (workspaces reference it), its credentials do not.
+    deleted_at: Mapped[datetime | None]
 
 
 class RefreshToken(Base):
@@ -317,3 +331,116 @@ class AuditLog(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(20), default="success")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The workspace an event concerns, so its owners and admins can read its trail.
+    workspace_id: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class DocSnapshot(Base):
+    """A live document's compacted state (see collab/persistence.py): the Yjs state through
+    update ``snapshot_seq``, and the file contents (sha256, comma-separated) it accounts for."""
+
+    __tablename__ = "doc_snapshots"
+    __table_args__ = (UniqueConstraint("workspace_id", "path"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    snapshot: Mapped[bytes | None] = mapped_column(LargeBinary)
+    snapshot_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    synced: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DocUpdate(Base):
+    """One acknowledged Yjs update of a live document, in order (``seq``) per document."""
+
+    __tablename__ = "doc_updates"
+    __table_args__ = (UniqueConstraint("workspace_id", "path", "seq"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    update: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecoveryCode(Base):
+    """A single-use two-factor recovery code; only a hash is kept."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]
+
+
+class OAuthIdentity(Base):
+    """An account at an OAuth provider linked to a user (``subject`` is the provider's id)."""
+
+    __tablename__ = "oauth_identities"
+    __table_args__ = (UniqueConstraint("provider", "subject"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkspaceSecret(Base):
+    """A workspace environment secret, sealed with the key ``key_id`` (AES-GCM); never returned."""
+
+    __tablename__ = "workspace_secrets"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    value_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(40), index=True)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OrgMembership(Base):
+    __tablename__ = "org_memberships"
+    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))  # owner | admin | editor | viewer
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Invitation(Base):
+    """An emailed invitation to an organisation or a workspace; accepted at most once."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(20))  # org | workspace
+    target_id: Mapped[str] = mapped_column(String(32), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(20))
+    invited_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    accepted_by: Mapped[str | None] = mapped_column(String(32))

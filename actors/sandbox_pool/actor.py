@@ -25,7 +25,7 @@ from ray.util import metrics
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors.sandbox_pool.core import SandboxPoolCore
-from actors.sandbox_pool.lease import Lease, LeaseExpired
+from actors.sandbox_pool.lease import Lease, LeaseExpired, unavailable_detail
 from sandbox import (
     ExecEvent,
     ExecRequest,
@@ -56,13 +56,6 @@ POOL_MAX_CONCURRENCY = 10_000
 
 def pool_name(node_id: str) -> str:
     return f"sandbox-pool:{node_id}"
-
-
-def unavailable_detail(exc: SandboxUnavailable) -> str:
-    """The operator's one-line fix for a backend that cannot run here."""
-    if exc.backend == "bubblewrap" and "bwrap" in exc.reason:
-        return "install bubblewrap"
-    return exc.reason
 
 
 class SandboxPoolShell:
@@ -169,9 +162,7 @@ class SandboxPoolShell:
     async def write_stdin(self, lease: Lease, process_id: str, data: bytes) -> None:
         await (await self._pool()).write_stdin(lease, process_id, data)
 
-    async def resize_terminal(
-        self, lease: Lease, process_id: str, *, cols: int, rows: int
-    ) -> None:
+    async def resize_terminal(self, lease: Lease, process_id: str, *, cols: int, rows: int) -> None:
         await (await self._pool()).resize_terminal(lease, process_id, cols=cols, rows=rows)
 
     async def kill_process(self, lease: Lease, process_id: str) -> bool:
@@ -206,7 +197,7 @@ def pool_handle(
 def stop_pools(namespace: str) -> int:
     """Kill every node's pool actor (its sandboxes die with it); returns how many."""
     stopped = 0
-    for node in ray.nodes():
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
         try:
             handle = ray.get_actor(pool_name(node["NodeID"]), namespace=namespace)
         except ValueError:
@@ -286,9 +277,7 @@ class RaySandboxLeaser:
     async def write_stdin(self, lease: Lease, process_id: str, data: bytes) -> None:
         await self._call("write_stdin", lease, lease, process_id, data)
 
-    async def resize_terminal(
-        self, lease: Lease, process_id: str, *, cols: int, rows: int
-    ) -> None:
+    async def resize_terminal(self, lease: Lease, process_id: str, *, cols: int, rows: int) -> None:
         await self._call("resize_terminal", lease, lease, process_id, cols=cols, rows=rows)
 
     async def kill_process(self, lease: Lease, process_id: str) -> bool:

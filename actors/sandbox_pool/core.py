@@ -131,6 +131,8 @@ class SandboxPoolCore:
         tb: TracebackType | None,
     ) -> None:
         self._closing = True
+        self._wake.set()
+        # The loops also check ``_closing``: on 3.11 a cancel can be lost inside wait_for.
         for task in list(self._tasks):
             task.cancel()
         try:
@@ -260,7 +262,9 @@ class SandboxPoolCore:
     def bounded(self, request: ExecRequest) -> ExecRequest:
         """``request`` with its timeout made explicit: the default, or the cap if above it."""
         asked = request.timeout_s or self.settings.default_limits.exec_timeout_s
-        return request.model_copy(update={"timeout_s": min(asked, self.settings.max_exec_timeout_s)})
+        return request.model_copy(
+            update={"timeout_s": min(asked, self.settings.max_exec_timeout_s)}
+        )
 
     async def exec(self, lease: Lease, request: ExecRequest) -> ExecResult:
         async with self._using(lease) as sandbox_id:
@@ -294,9 +298,7 @@ class SandboxPoolCore:
         async with self._using(lease) as sandbox_id:
             await self.backend.write_stdin(sandbox_id, process_id, data)
 
-    async def resize_terminal(
-        self, lease: Lease, process_id: str, *, cols: int, rows: int
-    ) -> None:
+    async def resize_terminal(self, lease: Lease, process_id: str, *, cols: int, rows: int) -> None:
         async with self._using(lease) as sandbox_id:
             await self.backend.resize_terminal(sandbox_id, process_id, cols=cols, rows=rows)
 
@@ -386,7 +388,7 @@ class SandboxPoolCore:
     async def _maintain_forever(self) -> None:
         shortest = min(self.settings.idle_timeout_s, self.settings.max_lifetime_s)
         interval_s = max(0.05, min(shortest / 4, 5.0))
-        while True:
+        while not self._closing:
             try:
                 await self.maintain()
             except (SandboxError, OSError) as exc:  # The next round retries.

@@ -23,7 +23,7 @@ from sandbox import (
     StartRequest,
 )
 
-__all__ = ["Lease", "LeaseExpired", "SandboxLeaser", "UnavailableLeaser"]
+__all__ = ["Lease", "LeaseExpired", "SandboxLeaser", "UnavailableLeaser", "unavailable_detail"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +122,15 @@ class UnavailableLeaser:
     async def write_stdin(self, lease: Lease, process_id: str, data: bytes) -> None:
         raise self._refuse()
 
-    async def resize_terminal(
-        self, lease: Lease, process_id: str, *, cols: int, rows: int
-    ) -> None:
+    async def resize_terminal(self, lease: Lease, process_id: str, *, cols: int, rows: int) -> None:
         raise self._refuse()
 
     async def kill_process(self, lease: Lease, process_id: str) -> bool:
         raise self._refuse()
+
+
+def unavailable_detail(exc: SandboxUnavailable) -> str:
+    """The operator's one-line fix for a backend that cannot run here."""
+    if exc.backend == "bubblewrap" and "bwrap" in exc.reason:
+        return "install bubblewrap"
+    return exc.reason

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import ray
@@ -19,13 +19,31 @@ import structlog
 from pydantic import BaseModel
 from ray.util import metrics
 
-from actors.workspace.api import Author, SessionInfo, VersionInfo, WriteResult
+from actors.sandbox_pool.lease import SandboxLeaser
+from actors.workspace.api import (
+    Author,
+    ExecOutcome,
+    SessionInfo,
+    SyncReport,
+    VersionInfo,
+    WriteResult,
+)
 from actors.workspace.directory import host_name
 from actors.workspace.host import WorkspaceHostCore
+from actors.workspace.live import CollabReply
+from actors.workspace.realtime import Realtime
 from actors.workspace.settings import WorkspaceSettings
+from sandbox import (
+    ExecRequest,
+    OutputChunk,
+    ProcessInfo,
+    ProcessLogs,
+    SandboxSettings,
+    StartRequest,
+)
 from state.blobs import open_blob_store
 from state.db import Database
-from state.settings import BlobSettings, DatabaseSettings
+from state.settings import BlobSettings, DatabaseSettings, RedisSettings
 
 __all__ = ["HostConfig", "WorkspaceHost", "WorkspaceHostShell"]
 
@@ -40,6 +58,10 @@ class HostConfig(BaseModel):
     db: DatabaseSettings
     blob: BlobSettings
     workspace: WorkspaceSettings
+    # None: no sandboxes (exec answers 503). Otherwise sessions lease from their node's pool.
+    sandbox: SandboxSettings | None = None
+    # Set: live-document edits made by file writes reach editors through Redis pub/sub.
+    redis: RedisSettings = RedisSettings()
 
 
 class WorkspaceHostShell:
@@ -52,6 +74,7 @@ class WorkspaceHostShell:
             setup_process()
         self._name = name
         self._config = config
+        self._setup_process = setup_process
         self._core: WorkspaceHostCore | None = None
         self._opening = asyncio.Lock()
         self._node_id = ray.get_runtime_context().get_node_id()
@@ -88,12 +111,27 @@ class WorkspaceHostShell:
                     settings=self._config.workspace,
                     node_id=self._node_id,
                     purger=self._name == host_name(0),
+                    sandboxes=self._leaser(),
+                    realtime=self._realtime(),
                 )
                 await core.start()
                 self._core = core
                 self._metrics_task = asyncio.create_task(self._report_forever())
                 log.info("workspace_host.started", host=self._name, node_id=self._node_id)
         return self._core
+
+    def _leaser(self) -> SandboxLeaser | None:
+        """The pool actor of this host's node: the trees it binds are on this node's disk."""
+        settings = self._config.sandbox
+        if settings is None:
+            return None
+        from actors.sandbox_pool.actor import RaySandboxLeaser, pool_handle
+
+        namespace = ray.get_runtime_context().namespace
+        handle = pool_handle(
+            self._node_id, settings, namespace=namespace, setup_process=self._setup_process
+        )
+        return RaySandboxLeaser(handle, settings)
 
     async def _report_forever(self) -> None:
         while True:
@@ -163,6 +201,83 @@ class WorkspaceHostShell:
     async def sessions(self) -> list[SessionInfo]:
         host = await self._host()
         return await host.sessions()
+
+    async def collab_open(self, workspace_id: str, path: str) -> bytes:
+        host = await self._host()
+        return await host.collab_open(workspace_id, path)
+
+    async def collab_receive(
+        self, workspace_id: str, path: str, message: bytes, *, user_id: str, can_write: bool
+    ) -> CollabReply:
+        host = await self._host()
+        return await host.collab_receive(
+            workspace_id, path, message, user_id=user_id, can_write=can_write
+        )
+
+    def _realtime(self) -> Realtime | None:
+        if self._config.redis.url is None:
+            return None
+        from actors.workspace.realtime import KvRealtime
+        from state.kv import open_kv
+
+        return KvRealtime(open_kv(self._config.redis), origin=self._name)
+
+    # -- sandbox execution -----------------------------------------------------------------------
+
+    async def exec(self, workspace_id: str, request: ExecRequest, *, author: Author) -> ExecOutcome:
+        host = await self._host()
+        return await self._timed("exec", host.exec(workspace_id, request, author=author))
+
+    async def exec_stream(
+        self, workspace_id: str, request: ExecRequest, *, author: Author
+    ) -> AsyncIterator[OutputChunk | ExecOutcome]:
+        host = await self._host()
+        async for event in host.exec_stream(workspace_id, request, author=author):
+            yield event
+
+    async def start_process(
+        self,
+        workspace_id: str,
+        request: StartRequest,
+        *,
+        author: Author,
+        client_token: str | None = None,
+    ) -> ProcessInfo:
+        host = await self._host()
+        return await host.start_process(
+            workspace_id, request, author=author, client_token=client_token
+        )
+
+    async def list_processes(self, workspace_id: str) -> list[ProcessInfo]:
+        return await (await self._host()).list_processes(workspace_id)
+
+    async def read_logs(self, workspace_id: str, process_id: str, offset: int = 0) -> ProcessLogs:
+        return await (await self._host()).read_logs(workspace_id, process_id, offset)
+
+    async def follow_process(
+        self, workspace_id: str, process_id: str, offset: int = 0
+    ) -> AsyncIterator[bytes]:
+        host = await self._host()
+        async for data in host.follow_process(workspace_id, process_id, offset):
+            yield data
+
+    async def write_stdin(self, workspace_id: str, process_id: str, data: bytes) -> None:
+        await (await self._host()).write_stdin(workspace_id, process_id, data)
+
+    async def resize_terminal(
+        self, workspace_id: str, process_id: str, *, cols: int, rows: int
+    ) -> None:
+        host = await self._host()
+        await host.resize_terminal(workspace_id, process_id, cols=cols, rows=rows)
+
+    async def kill_process(
+        self, workspace_id: str, process_id: str, *, author: Author
+    ) -> SyncReport:
+        host = await self._host()
+        return await host.kill_process(workspace_id, process_id, author=author)
+
+    async def sync(self, workspace_id: str, *, author: Author) -> SyncReport:
+        return await (await self._host()).sync(workspace_id, author=author)
 
     async def ping(self) -> dict[str, Any]:
         host = await self._host()

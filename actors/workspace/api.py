@@ -9,15 +9,26 @@ store through ``WorkspaceReader``. Everything here pickles: it crosses actor bou
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
+
+from sandbox import (
+    ExecRequest,
+    ExecResult,
+    OutputChunk,
+    ProcessInfo,
+    ProcessLogs,
+    StartRequest,
+)
 
 __all__ = [
     "Author",
     "AuthorKind",
     "Change",
     "ChangeKind",
+    "ExecOutcome",
     "FileInfo",
     "FileNotFoundInWorkspace",
     "InvalidArchive",
@@ -26,6 +37,7 @@ __all__ = [
     "PreconditionFailed",
     "QuotaExceeded",
     "SessionInfo",
+    "SyncReport",
     "VersionInfo",
     "VersionNotFound",
     "WorkspaceError",
@@ -102,6 +114,30 @@ class SessionInfo:
     head_version: int
     pending_writes: int = 0
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What syncing the working tree after sandbox work did.
+
+    ``version`` is the new version's number, or None when nothing changed or the version was
+    refused (``refused`` says why, e.g. over quota: the files stay in the tree unversioned, so
+    a later sync that finds them within quota versions them). ``skipped`` lists what was not
+    versioned: (path, reason) for symlinks, special files, hard links and invalid names.
+    """
+
+    version: int | None = None
+    files_changed: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
+    refused: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecOutcome:
+    """A command's result and the version its file changes became."""
+
+    result: ExecResult
+    sync: SyncReport
 
 
 class WorkspaceError(Exception):
@@ -209,3 +245,52 @@ class WorkspaceWriter(Protocol):
         ...
 
     async def sessions(self) -> list[SessionInfo]: ...
+
+    # --- sandbox execution: commands run with the workspace's tree at /workspace ----------------
+
+    async def exec(self, workspace_id: str, request: ExecRequest, *, author: Author) -> ExecOutcome:
+        """Run one command; files it changed become one version. Not idempotent."""
+        ...
+
+    def exec_stream(
+        self, workspace_id: str, request: ExecRequest, *, author: Author
+    ) -> AsyncIterator[OutputChunk | ExecOutcome]:
+        """Like ``exec``: output chunks as they come, then one ``ExecOutcome``."""
+        ...
+
+    async def start_process(
+        self,
+        workspace_id: str,
+        request: StartRequest,
+        *,
+        author: Author,
+        client_token: str | None = None,
+    ) -> ProcessInfo:
+        """Start a long-running process; the same ``client_token`` returns the same process."""
+        ...
+
+    async def list_processes(self, workspace_id: str) -> list[ProcessInfo]: ...
+
+    async def read_logs(
+        self, workspace_id: str, process_id: str, offset: int = 0
+    ) -> ProcessLogs: ...
+
+    def follow_process(
+        self, workspace_id: str, process_id: str, offset: int = 0
+    ) -> AsyncIterator[bytes]: ...
+
+    async def write_stdin(self, workspace_id: str, process_id: str, data: bytes) -> None: ...
+
+    async def resize_terminal(
+        self, workspace_id: str, process_id: str, *, cols: int, rows: int
+    ) -> None: ...
+
+    async def kill_process(
+        self, workspace_id: str, process_id: str, *, author: Author
+    ) -> SyncReport:
+        """Kill a process (and what it spawned), then sync the files it changed."""
+        ...
+
+    async def sync(self, workspace_id: str, *, author: Author) -> SyncReport:
+        """Version what processes changed in the working tree so far."""
+        ...

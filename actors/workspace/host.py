@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,19 +21,33 @@ from typing import TypeVar
 
 import structlog
 
+from actors.sandbox_pool.lease import SandboxLeaser
 from actors.workspace.api import (
     Author,
+    ExecOutcome,
     LeaseLost,
     SessionInfo,
+    SyncReport,
     VersionInfo,
     WorkspaceError,
     WorkspaceNotFound,
     WriteResult,
 )
+from actors.workspace.live import CollabReply
+from actors.workspace.live_host import LiveHost
 from actors.workspace.purge import purge_deleted_workspaces
+from actors.workspace.realtime import Realtime
 from actors.workspace.session import SessionClosed, WorkspaceSession
 from actors.workspace.settings import WorkspaceSettings
 from actors.workspace.tree import WorkingTree
+from sandbox import (
+    ExecRequest,
+    OutputChunk,
+    ProcessInfo,
+    ProcessLogs,
+    SandboxError,
+    StartRequest,
+)
 from state.blobs import BlobStore
 from state.db import Database
 from state.errors import StateError
@@ -69,7 +83,11 @@ class WorkspaceHostCore:
         settings: WorkspaceSettings,
         node_id: str | None = None,
         purger: bool = False,
+        sandboxes: SandboxLeaser | None = None,
+        realtime: Realtime | None = None,
     ) -> None:
+        """``sandboxes``: where sessions lease sandboxes for exec (None: exec is refused).
+        ``realtime``: where live-document edits made by file writes and file-tree events go."""
         if settings.trees_dir is None:
             raise ValueError("WorkspaceSettings.trees_dir is None: resolve it before hosting")
         self.name = name
@@ -84,10 +102,12 @@ class WorkspaceHostCore:
         # Exactly one host per deployment purges deleted workspaces (purging is idempotent, but
         # one purger keeps blob deletions from racing each other).
         self._purger = purger
+        self.sandboxes = sandboxes
         self._purge_task: asyncio.Task[None] | None = None
         self.purged = 0
         self._opened = self._unloaded = self._writes = self._lease_lost = 0
         self._last_flush_s = 0.0
+        self.live = LiveHost(db=db, blobs=blobs, settings=settings, realtime=realtime)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -164,17 +184,89 @@ class WorkspaceHostCore:
     async def restore(self, workspace_id: str, version: int, *, author: Author) -> VersionInfo:
         return await self._call(workspace_id, lambda s: s.restore(version, author=author))
 
+    # --- sandbox execution ----------------------------------------------------------------------
+
+    async def exec(self, workspace_id: str, request: ExecRequest, *, author: Author) -> ExecOutcome:
+        return await self._call(workspace_id, lambda s: s.exec(request, author=author))
+
+    async def exec_stream(
+        self, workspace_id: str, request: ExecRequest, *, author: Author
+    ) -> AsyncIterator[OutputChunk | ExecOutcome]:
+        session = await self.session(workspace_id)
+        async for event in session.exec_stream(request, author=author):
+            yield event
+
+    async def start_process(
+        self,
+        workspace_id: str,
+        request: StartRequest,
+        *,
+        author: Author,
+        client_token: str | None = None,
+    ) -> ProcessInfo:
+        return await self._call(
+            workspace_id,
+            lambda s: s.start_process(request, author=author, client_token=client_token),
+        )
+
+    async def list_processes(self, workspace_id: str) -> list[ProcessInfo]:
+        return await self._call(workspace_id, lambda s: s.list_processes())
+
+    async def read_logs(self, workspace_id: str, process_id: str, offset: int = 0) -> ProcessLogs:
+        return await self._call(workspace_id, lambda s: s.read_logs(process_id, offset))
+
+    async def follow_process(
+        self, workspace_id: str, process_id: str, offset: int = 0
+    ) -> AsyncIterator[bytes]:
+        session = await self.session(workspace_id)
+        async for data in session.follow_process(process_id, offset):
+            yield data
+
+    async def write_stdin(self, workspace_id: str, process_id: str, data: bytes) -> None:
+        await self._call(workspace_id, lambda s: s.write_stdin(process_id, data))
+
+    async def resize_terminal(
+        self, workspace_id: str, process_id: str, *, cols: int, rows: int
+    ) -> None:
+        await self._call(
+            workspace_id, lambda s: s.resize_terminal(process_id, cols=cols, rows=rows)
+        )
+
+    async def kill_process(
+        self, workspace_id: str, process_id: str, *, author: Author
+    ) -> SyncReport:
+        return await self._call(workspace_id, lambda s: s.kill_process(process_id, author=author))
+
+    async def sync(self, workspace_id: str, *, author: Author) -> SyncReport:
+        return await self._call(workspace_id, lambda s: s.sync(author=author))
+
     async def close(self, workspace_id: str) -> None:
         """Unload the workspace's session if it is open here; queued calls finish first."""
         session = self._sessions.pop(workspace_id, None)
         self._opening.pop(workspace_id, None)
         if session is not None:
+            await self.live.close(workspace_id)
             await session.close()
             self._unloaded += 1
             log.info("workspace.session_unloaded", workspace_id=workspace_id, host=self.name)
 
     async def sessions(self) -> list[SessionInfo]:
         return [s.info(host=self.name, node_id=self.node_id) for s in self._sessions.values()]
+
+    # --- live collaboration (see live.py) -------------------------------------------------------
+
+    async def collab_open(self, workspace_id: str, path: str) -> bytes:
+        """The session's sync step 1 for a client opening ``path``."""
+        return await self._call(workspace_id, lambda s: self.live.of(s).open(path))
+
+    async def collab_receive(
+        self, workspace_id: str, path: str, message: bytes, *, user_id: str, can_write: bool
+    ) -> CollabReply:
+        """Apply one client message; updates are durable when this returns."""
+        return await self._call(
+            workspace_id,
+            lambda s: self.live.of(s).receive(path, message, user_id=user_id, can_write=can_write),
+        )
 
     async def session(self, workspace_id: str) -> WorkspaceSession:
         """The open session of ``workspace_id``, opening it here if needed."""
@@ -203,7 +295,10 @@ class WorkspaceHostCore:
             tree=WorkingTree(self._trees_dir / workspace_id),
             owner=f"{self.name}/{uuid.uuid4().hex[:12]}",
         )
+        if self.sandboxes is not None:
+            session.sandboxes = self.sandboxes
         self._sessions[workspace_id] = session
+        self.live.watch(session)
         self._opened += 1
         log.info(
             "workspace.session_opened",
@@ -245,7 +340,7 @@ class WorkspaceHostCore:
             except WorkspaceNotFound:
                 self._drop(session, reason="workspace_gone")
                 raise
-            except WorkspaceError:
+            except (WorkspaceError, SandboxError):
                 raise  # A refused request: the session's state is unchanged.
             except BaseException:
                 # Unknown outcome (e.g. the connection broke during COMMIT): the session's view of
@@ -260,6 +355,7 @@ class WorkspaceHostCore:
 
     def _drop(self, session: WorkspaceSession, *, reason: str) -> None:
         session.abandon()
+        self.live.abandon(session.workspace_id)
         if self._sessions.get(session.workspace_id) is session:
             del self._sessions[session.workspace_id]
             self._unloaded += 1
@@ -301,9 +397,24 @@ class WorkspaceHostCore:
         doomed = [
             workspace_id
             for workspace_id, s in self._sessions.items()
-            if (not s.busy and now - s.last_used_monotonic >= self.settings.idle_timeout_s)
+            if (
+                not s.busy
+                and now - max(s.last_used_monotonic, s.sandbox_used_monotonic)
+                >= self.settings.idle_timeout_s
+            )
             or now - s.opened_monotonic >= self.settings.max_lifetime_s
         ]
         for workspace_id in doomed:
             await self.close(workspace_id)
+        if self.sandboxes is not None:
+            for session in list(self._sessions.values()):
+                if session.holds_sandbox:
+                    try:
+                        await session.reap_sandbox(self.sandboxes.idle_timeout_s)
+                    except (WorkspaceError, SandboxError, StateError) as exc:
+                        log.warning(
+                            "workspace.sandbox_reap_failed",
+                            workspace_id=session.workspace_id,
+                            error=str(exc),
+                        )
         return len(doomed)

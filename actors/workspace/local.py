@@ -5,8 +5,19 @@ Used by tests and by the gateway when it runs without Ray (bare uvicorn, TestCli
 
 from __future__ import annotations
 
-from actors.workspace.api import Author, SessionInfo, VersionInfo, WriteResult
+from collections.abc import AsyncIterator
+
+from actors.workspace.api import (
+    Author,
+    ExecOutcome,
+    SessionInfo,
+    SyncReport,
+    VersionInfo,
+    WriteResult,
+)
 from actors.workspace.host import WorkspaceHostCore
+from actors.workspace.live import CollabReply
+from sandbox import ExecRequest, OutputChunk, ProcessInfo, ProcessLogs, StartRequest
 
 __all__ = ["LocalWorkspaceWriter"]
 
@@ -55,3 +66,62 @@ class LocalWorkspaceWriter:
 
     async def sessions(self) -> list[SessionInfo]:
         return await self.host.sessions()
+
+    async def collab_open(self, workspace_id: str, path: str) -> bytes:
+        return await self.host.collab_open(workspace_id, path)
+
+    async def collab_receive(
+        self, workspace_id: str, path: str, message: bytes, *, user_id: str, can_write: bool
+    ) -> CollabReply:
+        return await self.host.collab_receive(
+            workspace_id, path, message, user_id=user_id, can_write=can_write
+        )
+
+    async def exec(self, workspace_id: str, request: ExecRequest, *, author: Author) -> ExecOutcome:
+        return await self.host.exec(workspace_id, request, author=author)
+
+    async def exec_stream(
+        self, workspace_id: str, request: ExecRequest, *, author: Author
+    ) -> AsyncIterator[OutputChunk | ExecOutcome]:
+        async for event in self.host.exec_stream(workspace_id, request, author=author):
+            yield event
+
+    async def start_process(
+        self,
+        workspace_id: str,
+        request: StartRequest,
+        *,
+        author: Author,
+        client_token: str | None = None,
+    ) -> ProcessInfo:
+        return await self.host.start_process(
+            workspace_id, request, author=author, client_token=client_token
+        )
+
+    async def list_processes(self, workspace_id: str) -> list[ProcessInfo]:
+        return await self.host.list_processes(workspace_id)
+
+    async def read_logs(self, workspace_id: str, process_id: str, offset: int = 0) -> ProcessLogs:
+        return await self.host.read_logs(workspace_id, process_id, offset)
+
+    async def follow_process(
+        self, workspace_id: str, process_id: str, offset: int = 0
+    ) -> AsyncIterator[bytes]:
+        async for data in self.host.follow_process(workspace_id, process_id, offset):
+            yield data
+
+    async def write_stdin(self, workspace_id: str, process_id: str, data: bytes) -> None:
+        await self.host.write_stdin(workspace_id, process_id, data)
+
+    async def resize_terminal(
+        self, workspace_id: str, process_id: str, *, cols: int, rows: int
+    ) -> None:
+        await self.host.resize_terminal(workspace_id, process_id, cols=cols, rows=rows)
+
+    async def kill_process(
+        self, workspace_id: str, process_id: str, *, author: Author
+    ) -> SyncReport:
+        return await self.host.kill_process(workspace_id, process_id, author=author)
+
+    async def sync(self, workspace_id: str, *, author: Author) -> SyncReport:
+        return await self.host.sync(workspace_id, author=author)

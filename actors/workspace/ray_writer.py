@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import ray
@@ -14,14 +15,25 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from actors.workspace.actor import HostConfig, WorkspaceHost, WorkspaceHostShell
 from actors.workspace.api import (
     Author,
+    ExecOutcome,
     PreconditionFailed,
     SessionInfo,
+    SyncReport,
     VersionInfo,
     WorkspaceError,
     WorkspaceUnavailable,
     WriteResult,
 )
 from actors.workspace.directory import host_names, owner_of
+from actors.workspace.live import CollabReply
+from sandbox import (
+    ExecRequest,
+    OutputChunk,
+    ProcessInfo,
+    ProcessLogs,
+    SandboxError,
+    StartRequest,
+)
 
 __all__ = ["RayWorkspaceWriter", "WorkspaceUnavailable"]
 
@@ -71,17 +83,26 @@ class RayWorkspaceWriter:
         self._handles[name] = handle
         return handle
 
-    async def _call(self, name: str, method: str, *args: Any, retry: bool, **kwargs: Any) -> Any:
+    async def _call(
+        self,
+        name: str,
+        method: str,
+        *args: Any,
+        retry: bool,
+        timeout_s: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         delays = RETRY_DELAYS_S if retry else ()
+        timeout_s = timeout_s or self._timeout_s
         attempt = 0
         while True:
             handle = self.handle(name)
             try:
                 ref = getattr(handle, method).remote(*args, **kwargs)
-                return await asyncio.wait_for(ref, self._timeout_s)
+                return await asyncio.wait_for(ref, timeout_s)
             except RayTaskError as exc:
                 cause = exc.cause
-                if isinstance(cause, WorkspaceError):
+                if isinstance(cause, WorkspaceError | SandboxError):
                     raise cause from None
                 raise
             except (RayActorError, ActorUnavailableError) as exc:
@@ -95,7 +116,7 @@ class RayWorkspaceWriter:
                 attempt += 1
             except (TimeoutError, GetTimeoutError) as exc:
                 raise WorkspaceUnavailable(
-                    f"The workspace did not answer within {self._timeout_s:g} s; retry."
+                    f"The workspace did not answer within {timeout_s:g} s; retry."
                 ) from exc
 
     def _owner(self, workspace_id: str) -> str:
@@ -189,6 +210,113 @@ class RayWorkspaceWriter:
     async def close(self, workspace_id: str) -> None:
         await self._call(self._owner(workspace_id), "close", workspace_id, retry=True)
 
+    # --- sandbox execution: never retried once sent (a command is not idempotent) -------------
+
+    async def exec(self, workspace_id: str, request: ExecRequest, *, author: Author) -> ExecOutcome:
+        sandbox = self._config.sandbox
+        longest_s = sandbox.max_exec_timeout_s if sandbox is not None else 0.0
+        result: ExecOutcome = await self._call(
+            self._owner(workspace_id),
+            "exec",
+            workspace_id,
+            request,
+            author=author,
+            retry=False,
+            timeout_s=longest_s + self._timeout_s,  # The command's own timeout, then ours.
+        )
+        return result
+
+    async def _stream(self, workspace_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        handle = self.handle(self._owner(workspace_id))
+        try:
+            refs = getattr(handle, method).remote(workspace_id, *args, **kwargs)
+            async for ref in refs:
+                yield await ref
+        except RayTaskError as exc:
+            if isinstance(exc.cause, WorkspaceError | SandboxError):
+                raise exc.cause from None
+            raise
+        except (RayActorError, ActorUnavailableError) as exc:
+            self._handles.pop(self._owner(workspace_id), None)
+            raise WorkspaceUnavailable(
+                "The workspace's host stopped while streaming; retry."
+            ) from exc
+
+    async def exec_stream(
+        self, workspace_id: str, request: ExecRequest, *, author: Author
+    ) -> AsyncIterator[OutputChunk | ExecOutcome]:
+        async for event in self._stream(workspace_id, "exec_stream", request, author=author):
+            yield event
+
+    async def start_process(
+        self,
+        workspace_id: str,
+        request: StartRequest,
+        *,
+        author: Author,
+        client_token: str | None = None,
+    ) -> ProcessInfo:
+        # With a client token a retry after the host died returns the same process, if the
+        # host (and so the session's token table) survived; otherwise a new one starts once.
+        result: ProcessInfo = await self._call(
+            self._owner(workspace_id),
+            "start_process",
+            workspace_id,
+            request,
+            author=author,
+            client_token=client_token,
+            retry=False,
+        )
+        return result
+
+    async def list_processes(self, workspace_id: str) -> list[ProcessInfo]:
+        owner = self._owner(workspace_id)
+        result: list[ProcessInfo] = await self._call(
+            owner, "list_processes", workspace_id, retry=True
+        )
+        return result
+
+    async def read_logs(self, workspace_id: str, process_id: str, offset: int = 0) -> ProcessLogs:
+        owner = self._owner(workspace_id)
+        result: ProcessLogs = await self._call(
+            owner, "read_logs", workspace_id, process_id, offset, retry=True
+        )
+        return result
+
+    async def follow_process(
+        self, workspace_id: str, process_id: str, offset: int = 0
+    ) -> AsyncIterator[bytes]:
+        async for data in self._stream(workspace_id, "follow_process", process_id, offset):
+            yield data
+
+    async def write_stdin(self, workspace_id: str, process_id: str, data: bytes) -> None:
+        owner = self._owner(workspace_id)
+        await self._call(owner, "write_stdin", workspace_id, process_id, data, retry=False)
+
+    async def resize_terminal(
+        self, workspace_id: str, process_id: str, *, cols: int, rows: int
+    ) -> None:
+        owner = self._owner(workspace_id)
+        await self._call(
+            owner, "resize_terminal", workspace_id, process_id, cols=cols, rows=rows, retry=True
+        )
+
+    async def kill_process(
+        self, workspace_id: str, process_id: str, *, author: Author
+    ) -> SyncReport:
+        owner = self._owner(workspace_id)
+        result: SyncReport = await self._call(
+            owner, "kill_process", workspace_id, process_id, author=author, retry=False
+        )
+        return result
+
+    async def sync(self, workspace_id: str, *, author: Author) -> SyncReport:
+        owner = self._owner(workspace_id)
+        result: SyncReport = await self._call(
+            owner, "sync", workspace_id, author=author, retry=True
+        )
+        return result
+
     async def sessions(self) -> list[SessionInfo]:
         """Every open session on every host (hosts that are down are skipped)."""
         results = await asyncio.gather(
@@ -202,6 +330,28 @@ class RayWorkspaceWriter:
                 continue
             sessions.extend(result)
         return sessions
+
+    async def collab_open(self, workspace_id: str, path: str) -> bytes:
+        message: bytes = await self._call(
+            self._owner(workspace_id), "collab_open", workspace_id, path, retry=True
+        )
+        return message
+
+    async def collab_receive(
+        self, workspace_id: str, path: str, message: bytes, *, user_id: str, can_write: bool
+    ) -> CollabReply:
+        """Retried when the host dies: applying a Yjs update twice changes nothing."""
+        reply: CollabReply = await self._call(
+            self._owner(workspace_id),
+            "collab_receive",
+            workspace_id,
+            path,
+            message,
+            user_id=user_id,
+            can_write=can_write,
+            retry=True,
+        )
+        return reply
 
     def kill_hosts(self) -> None:
         """Stop every host actor (used when the platform shuts down)."""

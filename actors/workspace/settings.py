@@ -34,3 +34,7 @@ class WorkspaceSettings(BaseModel):
     purge_interval_s: float = 3600.0
     # Working trees on this node's disk. None: ``<data_dir>/trees``.
     trees_dir: Path | None = None
+    # Live documents: turn typing into a file version this long after the last edit.
+    collab_flush_delay_s: float = 0.3
+    # Compact a document's update log into a snapshot after this many updates.
+    collab_compact_every: int = 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -11,9 +12,11 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Deployment
 
+from actors.agent.api import AgentClient
 from actors.workspace.actor import HostConfig
 from actors.workspace.api import WorkspaceWriter
 from actors.workspace.ray_writer import RayWorkspaceWriter
+from serve_apps.gateway.agent_hosts import ray_agent_client, serve_llm
 from serve_apps.gateway.app import build_app
 from serve_apps.gateway.config import GatewayConfig
 from serve_apps.gateway.services import WriterContext
@@ -56,13 +59,34 @@ class GatewayReplica:
         self._namespace = namespace
         self._llm = llm
 
+    @staticmethod
+    def _host_config(context: WriterContext) -> HostConfig:
+        return HostConfig(
+            db=context.config.db,
+            blob=context.config.blob,
+            workspace=context.config.workspace,
+            sandbox=context.config.sandbox,
+        )
+
     async def _ray_writer(self, context: WriterContext) -> WorkspaceWriter:
         """Workspace sessions live in the named WorkspaceHost actors, shared by all replicas."""
-        host_config = HostConfig(
-            db=context.config.db, blob=context.config.blob, workspace=context.config.workspace
-        )
         return RayWorkspaceWriter(
-            host_config, namespace=self._namespace, setup_process=self._setup_process
+            self._host_config(context), namespace=self._namespace, setup_process=self._setup_process
+        )
+
+    async def _ray_agents(
+        self, context: WriterContext, _writer: WorkspaceWriter, llm: LLMClient | None
+    ) -> AgentClient | None:
+        """Agent runs live in the named AgentHost actors, which call the router deployment."""
+        if llm is None:
+            return None
+        return ray_agent_client(
+            db=context.db,
+            workspace=self._host_config(context),
+            agent=context.config.agent,
+            llm_factory=functools.partial(serve_llm, self._llm),
+            namespace=self._namespace,
+            setup_process=self._setup_process,
         )
 
     async def _serve_llm(self, _context: WriterContext) -> LLMClient | None:
@@ -76,6 +100,7 @@ class GatewayReplica:
             echo_request_id=False,
             writer_factory=self._ray_writer,
             llm_factory=self._serve_llm,
+            agent_factory=self._ray_agents,
         )
 
 

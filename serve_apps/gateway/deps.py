@@ -22,14 +22,21 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 async def current_principal(request: Request, services: ServicesDep) -> Principal:
-    """The caller behind ``Authorization: Bearer <access token or API key>``; 401 otherwise."""
+    """The caller behind ``Authorization: Bearer <access token or API key>``; 401 otherwise.
+
+    Usually already authenticated by the policy check (``authorization.enforce_policy``)."""
+    cached = getattr(request.state, "principal", None)
+    if isinstance(cached, Principal):
+        return cached
     header = request.headers.get("authorization")
     if header is None:
         raise TokenInvalid("Authentication required: send 'Authorization: Bearer <token>'.")
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         raise TokenInvalid("The Authorization header must be 'Bearer <token>'.")
-    return await services.accounts.authenticate(credential.strip())
+    principal = await services.accounts.authenticate(credential.strip())
+    request.state.principal = principal
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

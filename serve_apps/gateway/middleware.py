@@ -58,6 +58,66 @@ class BodyTooLarge(HTTPException):
         return (type(self), (self.limit_bytes,))
 
 
+class JsonTooDeep(HTTPException):
+    """Raised from ``receive`` when a JSON body nests deeper than the limit (400)."""
+
+    def __init__(self, max_depth: int) -> None:
+        super().__init__(400, f"The JSON body nests deeper than {max_depth} levels.")
+        self.max_depth = max_depth
+
+    def __reduce__(self) -> tuple[type[JsonTooDeep], tuple[int]]:
+        return (type(self), (self.max_depth,))
+
+
+_JSON_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+
+
+class JsonDepthScanner:
+    """Tracks the nesting depth of a JSON document fed in chunks, without parsing it.
+
+    Only brackets outside strings count; a parser would hit the limit far later (Python's json
+    recurses per level), so deep documents are refused while they stream in.
+    """
+
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+
+    def feed(self, chunk: bytes) -> None:
+        quiet = not self.in_string and not self.escaped
+        if quiet and b"[" not in chunk and b"{" not in chunk and b'"' not in chunk:
+            self.depth -= chunk.count(b"]") + chunk.count(b"}")
+            return
+        position = 0
+        if self.escaped:
+            self.escaped = False
+            position = 1
+        for match in _JSON_STRUCTURE.finditer(chunk, position):
+            char = match.group()
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                    continue
+                if char == b"\\":
+                    self.escaped = True
+                elif char == b'"':
+                    self.in_string = False
+                continue
+            if self.escaped:
+                self.escaped = False
+                continue
+            if char == b'"':
+                self.in_string = True
+            elif char in (b"[", b"{"):
+                self.depth += 1
+                if self.depth > self.max_depth:
+                    raise JsonTooDeep(self.max_depth)
+            elif char in (b"]", b"}"):
+                self.depth -= 1
+
+
 class EdgeMiddleware:
     def __init__(
         self,
@@ -76,6 +136,7 @@ class EdgeMiddleware:
         self.max_upload_bytes = max_upload_bytes
         self.metrics = metrics
         self.access_log = settings.access_log
+        self.max_json_depth = settings.max_json_depth
         self.static_headers: list[tuple[bytes, bytes]] = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
@@ -116,9 +177,12 @@ class EdgeMiddleware:
             if declared is not None and declared > limit:
                 await self._too_large(scope, send_wrapper, request_id, limit)
             else:
-                await self.app(scope, self._limited(receive, limit), send_wrapper)
+                await self.app(scope, self._limited(receive, limit, scope), send_wrapper)
         except BodyTooLarge:
             await self._too_large(scope, send_wrapper, request_id, limit)
+        except JsonTooDeep as exc:
+            response = problem(400, "JSON too deep", str(exc.detail), request_id=request_id)
+            await response(scope, _empty_receive, send_wrapper)
         finally:
             duration_s = time.perf_counter() - started
             route = scope.get("route")
@@ -145,16 +209,20 @@ class EdgeMiddleware:
                     return self.max_upload_bytes
         return self.max_body_bytes
 
-    def _limited(self, receive: Receive, limit: int) -> Receive:
+    def _limited(self, receive: Receive, limit: int, scope: Scope) -> Receive:
         received = 0
+        scanner = JsonDepthScanner(self.max_json_depth) if _is_json(scope) else None
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                body = message.get("body", b"")
+                received += len(body)
                 if received > limit:
                     raise BodyTooLarge(limit)
+                if scanner is not None and body:
+                    scanner.feed(body)
             return message
 
         return limited_receive
@@ -193,3 +261,11 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _is_json(scope: Scope) -> bool:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,13 +15,26 @@ from starlette.responses import JSONResponse, Response
 from accounts.errors import (
     AccountError,
     EmailTaken,
+    EmailTokenInvalid,
     InvalidCredentials,
     InvalidEmail,
+    InvalidSecretName,
+    InvitationInvalid,
+    OAuthFailed,
+    OAuthUnavailable,
+    OrgMemberNotFound,
+    OrgNotFound,
     PermissionDenied,
+    RateLimited,
     RefreshTokenInvalid,
+    SecretNotFound,
+    SecretUndecryptable,
+    SessionNotFound,
     TokenInvalid,
+    TwoFactorStateError,
     WeakPassword,
 )
+from actors.sandbox_pool.lease import LeaseExpired
 from actors.workspace.api import (
     FileNotFoundInWorkspace,
     InvalidArchive,
@@ -35,6 +49,15 @@ from actors.workspace.api import (
 )
 from actors.workspace.catalog import InvalidWorkspaceName, MemberNotFound
 from actors.workspace.templates import UnknownTemplate
+from sandbox import (
+    ProcessNotFound,
+    SandboxCrashed,
+    SandboxCreateFailed,
+    SandboxError,
+    SandboxLimitInvalid,
+    SandboxNotFound,
+    SandboxUnavailable,
+)
 from state.errors import BlobNotFound, StateError, StorageUnavailable
 
 __all__ = ["ProblemResponse", "install_problem_handlers", "problem"]
@@ -52,6 +75,18 @@ ACCOUNT_ERRORS: tuple[tuple[type[AccountError], int, str], ...] = (
     (InvalidEmail, 422, "Invalid email"),
     (WeakPassword, 422, "Weak password"),
     (PermissionDenied, 403, "Forbidden"),
+    (RateLimited, 429, "Too many requests"),
+    (EmailTokenInvalid, 400, "Invalid or expired link"),
+    (TwoFactorStateError, 409, "Two-factor state conflict"),
+    (OAuthUnavailable, 404, "OAuth provider unavailable"),
+    (OAuthFailed, 400, "OAuth sign-in failed"),
+    (SessionNotFound, 404, "Session not found"),
+    (SecretNotFound, 404, "Secret not found"),
+    (InvalidSecretName, 422, "Invalid secret"),
+    (SecretUndecryptable, 500, "Secret unreadable"),
+    (OrgMemberNotFound, 404, "Member not found"),
+    (OrgNotFound, 404, "Organisation not found"),
+    (InvitationInvalid, 400, "Invalid invitation"),
 )
 
 WORKSPACE_ERRORS: tuple[tuple[type[WorkspaceError], int, str], ...] = (
@@ -67,6 +102,17 @@ WORKSPACE_ERRORS: tuple[tuple[type[WorkspaceError], int, str], ...] = (
     (InvalidWorkspaceName, 422, "Invalid workspace name"),
     (LeaseLost, 503, "Workspace moving"),
     (WorkspaceUnavailable, 503, "Workspace unavailable"),
+)
+
+# Sandbox errors: the sandbox itself failed (a failing command is a 200 with its exit code).
+SANDBOX_ERRORS: tuple[tuple[type[SandboxError], int, str], ...] = (
+    (ProcessNotFound, 404, "Process not found"),
+    (SandboxLimitInvalid, 422, "Invalid limit"),
+    (SandboxUnavailable, 503, "Sandbox unavailable"),
+    (LeaseExpired, 503, "Sandbox lost"),
+    (SandboxCrashed, 503, "Sandbox crashed"),
+    (SandboxNotFound, 503, "Sandbox lost"),
+    (SandboxCreateFailed, 503, "Sandbox unavailable"),
 )
 
 
@@ -153,9 +199,19 @@ async def _account_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AccountError)
     for error_type, status, title in ACCOUNT_ERRORS:
         if isinstance(exc, error_type):
-            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+            if isinstance(exc, RateLimited):
+                headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+            if isinstance(exc, SecretUndecryptable):
+                log.error("secret.undecryptable", detail=exc.detail)
+            extra = {"code": exc.code} if exc.code is not None else None
             return problem(
-                status, title, exc.detail, request_id=_request_id(request), headers=headers
+                status,
+                title,
+                exc.detail,
+                request_id=_request_id(request),
+                headers=headers,
+                extra=extra,
             )
     return problem(400, "Account error", exc.detail, request_id=_request_id(request))
 
@@ -187,6 +243,25 @@ async def _workspace_error(request: Request, exc: Exception) -> Response:
         headers=headers,
         extra=extra,
     )
+
+
+async def _sandbox_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SandboxError)
+    status, title = next(
+        ((status, title) for kind, status, title in SANDBOX_ERRORS if isinstance(exc, kind)),
+        (500, "Sandbox error"),
+    )
+    if isinstance(exc, SandboxUnavailable):
+        detail = f"sandbox backend unavailable: {exc.reason}"
+    elif isinstance(exc, ProcessNotFound):
+        detail = f"No process {exc.process_id!r} runs in this workspace."
+    else:
+        detail = str(exc)
+    headers: dict[str, str] = {}
+    if status == 503:
+        log.warning("sandbox.unavailable", error=type(exc).__name__, detail=detail)
+        headers["Retry-After"] = "1"
+    return problem(status, title, detail, request_id=_request_id(request), headers=headers)
 
 
 async def _state_error(request: Request, exc: Exception) -> Response:
@@ -231,4 +306,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AccountError, _account_error)
     app.add_exception_handler(WorkspaceError, _workspace_error)
     app.add_exception_handler(StateError, _state_error)
+    app.add_exception_handler(SandboxError, _sandbox_error)
     app.add_exception_handler(Exception, _unexpected)

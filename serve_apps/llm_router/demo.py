@@ -8,12 +8,11 @@ only when no model file is configured and ``VIBECODE_LLM__DEMO`` is on (the deve
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 from serve_apps.llm_router.scripted import ScriptedReply, completion_payload, stream_payloads
 from serve_apps.llm_router.types import ChatChunk, ChatRequest, ChatResponse, ModelCard
 
-__all__ = ["DEMO_MODEL", "DEMO_SESSION", "DemoBackend"]
+__all__ = ["DEMO_AGENT_SESSION", "DEMO_MODEL", "DEMO_SESSION", "DemoBackend"]
 
 DEMO_MODEL = "demo"
 
@@ -28,13 +27,41 @@ DEMO_SESSION: tuple[ScriptedReply, ...] = (
 )
 
 
-class DemoBackend:
-    """A ``ChatBackend`` with one model, ``demo``, that plays ``session`` turn by turn."""
+_DEMO_HELLO = (
+    "# Written by Vibecode's offline demo model (a scripted session, not a real model).\n"
+    'print("Hello from the Vibecode demo!")\n'
+)
+# What a coding agent (a request that offers tools) sees: the agent's real tools, in order.
+DEMO_AGENT_SESSION: tuple[ScriptedReply, ...] = (
+    ScriptedReply.tool_call("write_file", {"path": "hello.py", "content": _DEMO_HELLO}),
+    ScriptedReply.tool_call("run_command", {"command": "python3 hello.py"}),
+    ScriptedReply.tool_call(
+        "finish",
+        {
+            "summary": (
+                "[DEMO] This run was played by the offline demo model, which replays a "
+                "scripted session and ignores your prompt: it wrote hello.py and ran it. "
+                "To use a real model, set VIBECODE_LLM_CONFIG to a YAML file in litellm's "
+                "router format and restart."
+            )
+        },
+    ),
+)
 
-    def __init__(self, session: Sequence[ScriptedReply] = DEMO_SESSION) -> None:
-        if not session:
+
+class DemoBackend:
+    """A ``ChatBackend`` with one model, ``demo``, that plays ``session`` turn by turn
+    (``agent_session`` when the request offers tools, as the coding agent's do)."""
+
+    def __init__(
+        self,
+        session: Sequence[ScriptedReply] = DEMO_SESSION,
+        agent_session: Sequence[ScriptedReply] = DEMO_AGENT_SESSION,
+    ) -> None:
+        if not session or not agent_session:
             raise ValueError("the demo session needs at least one reply")
         self._session = tuple(session)
+        self._agent_session = tuple(agent_session)
 
     def model_cards(self) -> list[ModelCard]:
         return [ModelCard(id=DEMO_MODEL, owned_by="vibecode-demo", default=True, demo=True)]
@@ -45,21 +72,22 @@ class DemoBackend:
     def provider_of(self, model: str) -> str:
         return "vibecode-demo"
 
-    def _reply(self, messages: list[dict[str, Any]]) -> ScriptedReply:
-        turns = sum(1 for message in messages if message.get("role") == "assistant")
-        return self._session[min(turns, len(self._session) - 1)]
+    def _reply(self, request: ChatRequest) -> ScriptedReply:
+        session = self._agent_session if request.tools else self._session
+        turns = sum(1 for message in request.messages if message.get("role") == "assistant")
+        return session[min(turns, len(session) - 1)]
 
     async def complete(
         self, request: ChatRequest, *, model: str, api_key: str | None
     ) -> ChatResponse:
-        reply = self._reply(request.messages)
+        reply = self._reply(request)
         payload = completion_payload(reply, model=model, messages=request.messages)
         return ChatResponse.from_openai(payload, model=model, cost_usd=0.0)
 
     async def stream(
         self, request: ChatRequest, *, model: str, api_key: str | None
     ) -> AsyncIterator[ChatChunk]:
-        reply = self._reply(request.messages)
+        reply = self._reply(request)
         payloads = stream_payloads(
             reply, model=model, messages=request.messages, include_usage=True
         )

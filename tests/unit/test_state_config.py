@@ -61,4 +61,4 @@ def test_open_kv_without_url_is_in_process() -> None:
 
 
 def test_there_is_exactly_one_head_revision() -> None:
-    assert head_revision() == "0002"
+    assert head_revision() == "0004"

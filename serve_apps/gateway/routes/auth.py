@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import smtplib
 from datetime import datetime
 
+import structlog
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from accounts.audit import AuditContext
+from accounts.errors import InvalidCredentials, TotpRequired
 from accounts.service import Principal, TokenPair, UserInfo
+from serve_apps.gateway.authorization import audit_context
 from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
 
 __all__ = ["router"]
+
+log = structlog.get_logger("gateway.auth")
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
@@ -33,6 +41,7 @@ class LoginRequest(Strict):
     email: str = Field(min_length=1, max_length=320)
     password: str = Field(min_length=1, max_length=1024)
     totp_code: str | None = Field(default=None, max_length=16)
+    recovery_code: str | None = Field(default=None, max_length=32)
 
 
 class RefreshRequest(Strict):
@@ -55,6 +64,8 @@ class UserOut(BaseModel):
     name: str
     created_at: datetime
     is_admin: bool = False
+    email_verified: bool = False
+    two_factor: bool = False
 
     @classmethod
     def of(cls, user: UserInfo) -> UserOut:
@@ -64,6 +75,8 @@ class UserOut(BaseModel):
             name=user.name,
             created_at=user.created_at,
             is_admin=user.is_admin,
+            email_verified=user.email_verified,
+            two_factor=user.two_factor,
         )
 
 
@@ -113,20 +126,66 @@ def _client(request: Request) -> tuple[str | None, str | None]:
 
 
 @router.post("/register", status_code=201, response_model=RegisterResponse)
-async def register(body: RegisterRequest, services: ServicesDep) -> RegisterResponse:
+async def register(
+    body: RegisterRequest, request: Request, services: ServicesDep
+) -> RegisterResponse:
     user = await services.accounts.register(
         email=body.email, password=body.password, name=body.name
     )
+    await services.security.audit.record(
+        "auth.registered", audit_context(request), target_type="user", target_id=user.id
+    )
+    try:
+        await services.security.credentials.send_verification(user.id)
+    except (OSError, smtplib.SMTPException) as exc:
+        log.warning("mail.verification_failed", error=type(exc).__name__)
     return RegisterResponse(user=UserOut.of(user))
 
 
 @router.post("/login", response_model=TokenResponse, responses=AUTH_ERRORS)
 async def login(body: LoginRequest, request: Request, services: ServicesDep) -> TokenResponse:
-    user_agent, ip = _client(request)
-    pair = await services.accounts.login(
-        email=body.email, password=body.password, user_agent=user_agent, ip=ip
+    """Sign in. With two-factor on, a missing code answers 401 with ``code: totp_required``.
+
+    Repeated failures slow down further attempts (429 with ``Retry-After``): see
+    ``accounts.throttle`` for why that cannot lock the owner out."""
+    user_agent, _ = _client(request)
+    context = audit_context(request)
+    ip = context.ip or "unknown"
+    throttle = services.security.throttle
+    await throttle.check(body.email, ip)
+    try:
+        result = await services.accounts.login_verbose(
+            email=body.email,
+            password=body.password,
+            user_agent=user_agent,
+            ip=ip,
+            totp_code=body.totp_code,
+            recovery_code=body.recovery_code,
+        )
+    except TotpRequired:
+        # The password was right: not a failure to count, but not a sign-in either.
+        raise
+    except InvalidCredentials as exc:
+        await throttle.failure(body.email, ip)
+        await services.security.audit.record(
+            "auth.login",
+            context,
+            outcome="failure",
+            details={
+                "reason": exc.code or "credentials",
+                "email_sha256": _email_digest(body.email),
+            },
+        )
+        raise
+    await throttle.success(body.email, ip)
+    await services.security.audit.record(
+        "auth.login",
+        AuditContext(actor_id=result.pair.user.id, ip=ip, request_id=context.request_id),
+        target_type="user",
+        target_id=result.pair.user.id,
+        details={"second_factor": result.second_factor},
     )
-    return TokenResponse.of(pair)
+    return TokenResponse.of(result.pair)
 
 
 @router.post("/refresh", response_model=TokenResponse, responses=AUTH_ERRORS)
@@ -138,11 +197,20 @@ async def refresh(body: RefreshRequest, request: Request, services: ServicesDep)
 
 @router.post("/logout", status_code=204, responses=AUTH_ERRORS)
 async def logout(
-    principal: CurrentPrincipal, services: ServicesDep, body: LogoutRequest | None = None
+    http_request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    body: LogoutRequest | None = None,
 ) -> Response:
-    request = body or LogoutRequest()
+    chosen = body or LogoutRequest()
     await services.accounts.logout(
-        principal, refresh_token=request.refresh_token, everywhere=request.everywhere
+        principal, refresh_token=chosen.refresh_token, everywhere=chosen.everywhere
+    )
+    await services.security.audit.record(
+        "auth.logout_everywhere" if chosen.everywhere else "auth.logout",
+        audit_context(http_request, principal),
+        target_type="user",
+        target_id=principal.user.id,
     )
     return Response(status_code=204)
 
@@ -154,9 +222,16 @@ async def me(principal: CurrentPrincipal) -> MeResponse:
 
 @router.post("/api-keys", status_code=201, response_model=ApiKeyResponse, responses=AUTH_ERRORS)
 async def create_api_key(
-    body: ApiKeyRequest, principal: CurrentPrincipal, services: ServicesDep
+    body: ApiKeyRequest, request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> ApiKeyResponse:
     created = await services.accounts.create_api_key(principal, name=body.name, scopes=body.scopes)
+    await services.security.audit.record(
+        "api_key.created",
+        audit_context(request, principal),
+        target_type="api_key",
+        target_id=created.id,
+        details={"scopes": created.scopes},
+    )
     return ApiKeyResponse(
         id=created.id,
         name=created.name,
@@ -164,3 +239,8 @@ async def create_api_key(
         scopes=created.scopes,
         created_at=created.created_at,
     )
+
+
+def _email_digest(email: str) -> str:
+    """Failed sign-ins are recorded without the address typed (it may be a password)."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]

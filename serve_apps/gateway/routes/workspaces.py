@@ -192,4 +192,6 @@ async def remove_member(
 ) -> Response:
     require_scope(principal, write=True)
     await services.catalog.remove_member(principal.user.id, workspace_id, user_id)
+    if services.realtime is not None:  # Their live connections close, on every replica.
+        await services.realtime.publish(workspace_id, "member.removed", {"user_id": user_id})
     return Response(status_code=204)

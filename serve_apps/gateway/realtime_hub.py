@@ -1,0 +1,254 @@
+"""RealtimeHub: this replica's live clients, and the fan-out between replicas.
+
+Local clients of a document get a message at once; the same frame goes on the realtime channel
+(Redis pub/sub with several replicas, in-process otherwise) and every other replica delivers it
+to its own clients. Workspace events (``files.changed``, agent events, ``member.removed``) arrive
+on the same channel and go to the registered event sinks (Socket.IO). When the channel drops (a
+Redis restart), the hub resubscribes and asks each open document to resync its clients, since
+frames published meanwhile are lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+import structlog
+
+from actors.workspace.realtime import (
+    CHANNEL,
+    DOC,
+    EVENT,
+    PING,
+    Frame,
+    KvRealtime,
+    decode_frame,
+    encode_frame,
+)
+from collab.protocol import AWARENESS, decode_message
+from collab.rooms import Rooms
+from state.errors import StateError
+from state.kv import KeyValueStore
+
+__all__ = ["DocumentClient", "RealtimeHub"]
+
+log = structlog.get_logger("gateway.realtime")
+
+RESUBSCRIBE_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
+PING_INTERVAL_S = 0.5
+PING_TIMEOUT_S = 2.0
+
+
+class _ChannelSilent(Exception):
+    """The realtime channel stopped delivering (our own pings did not come back)."""
+
+
+EventSink = Callable[[Frame, dict[str, Any]], Awaitable[None]]
+Resync = Callable[[str, str], Awaitable[None]]
+
+
+class DocumentClient(Protocol):
+    """A connected editor of one document on this replica."""
+
+    peer_id: str
+    user_id: str
+
+    def send(self, message: bytes) -> None:
+        """Queue ``message`` (never blocks; a client that cannot keep up is disconnected)."""
+        ...
+
+    def kick(self, code: int, reason: str) -> None:
+        """Close the connection after what is queued."""
+        ...
+
+
+class RealtimeHub:
+    def __init__(self, kv: KeyValueStore, *, origin: str | None = None) -> None:
+        self.origin = origin or uuid.uuid4().hex
+        self.rooms = Rooms()
+        self._kv = kv
+        self._publisher = KvRealtime(kv, origin=self.origin)
+        self._clients: dict[tuple[str, str], dict[str, DocumentClient]] = {}
+        self.event_sinks: list[EventSink] = []
+        self.resync: Resync | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self.resubscribed = 0
+        self._ping_frame = encode_frame(Frame(PING, self.origin, "", b""))
+        self._last_ping_s = time.monotonic()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> RealtimeHub:
+        self._task = asyncio.create_task(self._listen_forever(), name="realtime-hub")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), 5.0)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+            self._task = None
+        for clients in self._clients.values():
+            for client in clients.values():
+                client.kick(1001, "server shutting down")
+
+    # --- documents ---------------------------------------------------------------------------
+
+    def attach(self, workspace_id: str, path: str, client: DocumentClient) -> None:
+        self._clients.setdefault((workspace_id, path), {})[client.peer_id] = client
+
+    def detach(self, workspace_id: str, path: str, client: DocumentClient) -> None:
+        clients = self._clients.get((workspace_id, path))
+        if clients is not None:
+            clients.pop(client.peer_id, None)
+            if not clients:
+                del self._clients[(workspace_id, path)]
+
+    def clients(self, workspace_id: str, path: str) -> list[DocumentClient]:
+        return list(self._clients.get((workspace_id, path), {}).values())
+
+    def deliver(self, workspace_id: str, path: str, message: bytes, *, skip: str = "") -> None:
+        """Send to this replica's clients of the document (except ``skip``)."""
+        for peer_id, client in list(self._clients.get((workspace_id, path), {}).items()):
+            if peer_id != skip:
+                client.send(message)
+
+    async def broadcast(
+        self, workspace_id: str, path: str, message: bytes, *, skip: str = ""
+    ) -> None:
+        """Send to every client of the document on every replica (except ``skip``)."""
+        self.deliver(workspace_id, path, message, skip=skip)
+        frame = Frame(DOC, self.origin, workspace_id, message, path=path, skip=skip)
+        await self._publish(encode_frame(frame))
+
+    # --- events ------------------------------------------------------------------------------
+
+    async def publish(self, workspace_id: str, event: str, data: dict[str, Any]) -> None:
+        """The ``EventPublisher`` port: deliver here, then to every other replica."""
+        frame = Frame(EVENT, self.origin, workspace_id, b"", event=event)
+        await self._dispatch_event(frame, data)
+        try:
+            await self._publisher.publish(workspace_id, event, data)
+        except StateError as exc:
+            log.warning("realtime.publish_failed", error=str(exc))
+
+    def kick_user(self, workspace_id: str, user_id: str, *, code: int, reason: str) -> int:
+        """Disconnect this replica's document clients of ``user_id`` in the workspace."""
+        kicked = 0
+        for (ws, _path), clients in list(self._clients.items()):
+            if ws != workspace_id:
+                continue
+            for client in list(clients.values()):
+                if client.user_id == user_id:
+                    client.kick(code, reason)
+                    kicked += 1
+        return kicked
+
+    # --- internals ---------------------------------------------------------------------------
+
+    async def _publish(self, raw: bytes) -> None:
+        try:
+            await self._kv.publish(CHANNEL, raw)
+        except StateError as exc:
+            # Other replicas' clients miss this frame; they catch up when the hub resyncs them.
+            log.warning("realtime.publish_failed", error=str(exc))
+
+    async def _dispatch_event(self, frame: Frame, data: dict[str, Any]) -> None:
+        if frame.event == "member.removed":
+            user_id = str(data.get("user_id", ""))
+            self.kick_user(frame.workspace_id, user_id, code=4403, reason="removed from workspace")
+        for sink in list(self.event_sinks):
+            try:
+                await sink(frame, data)
+            except Exception as exc:  # noqa: BLE001 - one failing sink must not stop the others
+                log.warning("realtime.sink_failed", event=frame.event, error=repr(exc))
+
+    async def _receive(self, raw: bytes) -> None:
+        frame = decode_frame(raw)
+        if frame.origin == self.origin:
+            return
+        if frame.kind == DOC:
+            if (frame.workspace_id, frame.path) not in self._clients:
+                return
+            message = decode_message(frame.payload)
+            if message.kind == AWARENESS:
+                room = self.rooms.room(frame.workspace_id)
+                room.awareness(frame.path).apply(message.payload)
+            self.deliver(frame.workspace_id, frame.path, frame.payload, skip=frame.skip)
+        elif frame.kind == EVENT:
+            await self._dispatch_event(frame, json.loads(frame.payload or b"{}"))
+
+    async def _listen_forever(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with self._kv.subscribe(CHANNEL) as frames:
+                    if self._subscribed.is_set():
+                        self.resubscribed += 1
+                        log.info("realtime.resubscribed", origin=self.origin)
+                        await self._resync_all()
+                    self._subscribed.set()
+                    attempt = 0
+                    await self._read_while_alive(frames)
+            except (StateError, _ChannelSilent) as exc:
+                delay = RESUBSCRIBE_DELAYS_S[min(attempt, len(RESUBSCRIBE_DELAYS_S) - 1)]
+                attempt += 1
+                log.warning("realtime.channel_lost", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+
+    async def _read_while_alive(self, frames: AsyncIterator[bytes]) -> None:
+        """Read frames; raise ``_ChannelSilent`` when our own pings stop coming back.
+
+        A Redis client may reconnect a subscription silently (frames published meanwhile are
+        lost) or hang on a dead socket; either way the pings stop, and the caller resubscribes
+        and resyncs."""
+        self._last_ping_s = time.monotonic()
+        watchdog = asyncio.create_task(self._ping_forever())
+        reader = asyncio.create_task(self._read(frames))
+        try:
+            done, _ = await asyncio.wait([watchdog, reader], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in (watchdog, reader):
+                task.cancel()
+            await asyncio.wait([watchdog, reader])
+
+    async def _read(self, frames: AsyncIterator[bytes]) -> None:
+        async for raw in frames:
+            if raw == self._ping_frame:
+                self._last_ping_s = time.monotonic()
+                continue
+            try:
+                await self._receive(raw)
+            except (ValueError, KeyError, StateError) as exc:
+                log.warning("realtime.bad_frame", error=repr(exc))
+
+    async def _ping_forever(self) -> None:
+        while True:
+            await self._publish(self._ping_frame)
+            await asyncio.sleep(PING_INTERVAL_S)
+            if time.monotonic() - self._last_ping_s > PING_TIMEOUT_S:
+                raise _ChannelSilent("no ping came back")
+
+    async def _resync_all(self) -> None:
+        if self.resync is None:
+            return
+        for workspace_id, path in list(self._clients):
+            try:
+                await self.resync(workspace_id, path)
+            except Exception as exc:  # noqa: BLE001 - clients also resync when they reconnect
+                log.warning("realtime.resync_failed", error=repr(exc))
