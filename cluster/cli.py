@@ -103,6 +103,50 @@ async def _set_admin(settings: Settings, email: str, *, admin: bool) -> UserInfo
         await database.close()
 
 
+secrets_app = typer.Typer(no_args_is_help=True, help="Secrets sealed at rest.")
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate")
+def rotate_secrets() -> None:
+    """Re-seal every workspace secret and TOTP secret with the newest key.
+
+    Put the new key first in VIBECODE_SECRETS__KEYS (keep the old ones after it), deploy, run
+    this, then drop the old keys. The platform keeps serving throughout: every key opens.
+    """
+    import asyncio
+
+    settings = _settings()
+    configure_logging(settings.log, production=settings.environment == "production")
+    workspace_rows, totp_rows = asyncio.run(_rotate(settings))
+    out.print(f"re-sealed {workspace_rows} workspace secrets and {totp_rows} TOTP secrets")
+
+
+async def _rotate(settings: Settings) -> tuple[int, int]:
+    from sqlalchemy import select
+
+    from accounts.twofactor import TwoFactor
+    from accounts.vault import SecretsStore
+    from serve_apps.gateway.security import secrets_cipher
+    from state.db import Database
+    from state.models import User
+
+    resolved = settings.resolved()
+    cipher = secrets_cipher(resolved.secrets, resolved.auth)
+    database = Database.from_settings(resolved.db)
+    try:
+        workspace_rows = await SecretsStore(database, cipher).rotate()
+        two_factor = TwoFactor(database, cipher, resolved.auth)
+        async with database.session() as session:
+            user_ids = list(
+                await session.scalars(select(User.id).where(User.totp_secret_enc.is_not(None)))
+            )
+        totp_rows = sum([await two_factor.reseal(user_id) for user_id in user_ids])
+        return workspace_rows, totp_rows
+    finally:
+        await database.close()
+
+
 @app.command()
 def up(
     host: Annotated[str | None, typer.Option(help="Listen address (VIBECODE_HOST).")] = None,

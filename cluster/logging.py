@@ -7,6 +7,7 @@ import sys
 
 import structlog
 
+from accounts.redaction import redact_event
 from cluster.settings import LogSettings
 
 __all__ = ["configure_logging"]
@@ -30,6 +31,8 @@ def configure_logging(settings: LogSettings, *, production: bool = False) -> Non
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            # Credentials and known secret values never reach a log line.
+            redact_event,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

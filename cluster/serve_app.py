@@ -33,6 +33,7 @@ def gateway_config(settings: Settings) -> GatewayConfig:
         llm=settings.llm,
         agent=settings.agent,
         sandbox=settings.sandbox,
+        secrets=settings.secrets,
     )
 
 

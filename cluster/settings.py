@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from accounts.settings import AuthSettings
+from accounts.settings import AuthSettings, SecretsSettings
 from actors.agent.settings import AgentSettings
 from actors.workspace.settings import WorkspaceSettings
 from sandbox import BubblewrapSettings, SandboxSettings
@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     # VIBECODE_LLM_CONFIG: the model file (litellm router format); becomes llm.config_path.
     llm_config: Path | None = None
+    # VIBECODE_SECRETS__KEYS='["k2:<base64 32 bytes>", "k1:..."]': the first seals, all open.
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
 
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Settings:
@@ -97,6 +99,8 @@ class Settings(BaseSettings):
             )
         if not self.db.url or self.db.url.startswith("sqlite"):
             raise ValueError("VIBECODE_DB__URL must point at PostgreSQL in production")
+        if not self.secrets.keys:
+            raise ValueError("VIBECODE_SECRETS__KEYS must hold at least one key in production")
         return self
 
     @property

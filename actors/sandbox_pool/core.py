@@ -114,6 +114,7 @@ class SandboxPoolCore:
         self._wake = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -121,7 +122,7 @@ class SandboxPoolCore:
     async def __aenter__(self) -> Self:
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
-        self._spawn(self._maintain_forever())
+        self._maintainer = self._group.create_task(self._maintain_forever())
         return self
 
     async def __aexit__(
@@ -132,9 +133,11 @@ class SandboxPoolCore:
     ) -> None:
         self._closing = True
         self._wake.set()
-        # The loops also check ``_closing``: on 3.11 a cancel can be lost inside wait_for.
-        for task in list(self._tasks):
-            task.cancel()
+        # Only the maintenance loop is cancelled (it also checks ``_closing``: on 3.11 a cancel
+        # can be lost inside wait_for). Creates in flight finish and destroy what they made:
+        # a create cancelled half-way can leave a launched sandbox nobody waits for.
+        if self._maintainer is not None:
+            self._maintainer.cancel()
         try:
             if self._group is not None:
                 await self._group.__aexit__(exc_type, exc, tb)

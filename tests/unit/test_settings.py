@@ -46,6 +46,7 @@ def test_production_settings_come_from_the_environment(monkeypatch: pytest.Monke
     monkeypatch.setenv("VIBECODE_BLOB__BACKEND", "s3")
     monkeypatch.setenv("VIBECODE_BLOB__BUCKET", "vibecode")
     monkeypatch.setenv("VIBECODE_AUTH__JWT_SECRET", "s" * 40)
+    monkeypatch.setenv("VIBECODE_SECRETS__KEYS", '["k1:' + "A" * 43 + '="]')
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     monkeypatch.setenv("VIBECODE_PORT", "9000")
     settings = Settings()
@@ -54,6 +55,7 @@ def test_production_settings_come_from_the_environment(monkeypatch: pytest.Monke
     assert settings.redis.url == "redis://redis:6379/0"
     assert settings.ray_address == "ray://head:10001"
     assert settings.port == 9000
+    assert [key.get_secret_value()[:3] for key in settings.secrets.keys] == ["k1:"]
 
 
 @pytest.mark.parametrize(
@@ -62,6 +64,10 @@ def test_production_settings_come_from_the_environment(monkeypatch: pytest.Monke
         ({"VIBECODE_AUTH__JWT_SECRET": "changeme"}, "JWT_SECRET"),
         ({"VIBECODE_AUTH__JWT_SECRET": "short"}, "at least 32"),
         ({"VIBECODE_AUTH__JWT_SECRET": "s" * 40, "VIBECODE_DB__URL": ""}, "PostgreSQL"),
+        (
+            {"VIBECODE_AUTH__JWT_SECRET": "s" * 40, "VIBECODE_DB__URL": "postgresql://h/db"},
+            "SECRETS__KEYS",
+        ),
     ],
 )
 def test_production_refuses_placeholders(
