@@ -24,6 +24,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from actors.agent.api import RunInfo, RunRequest
 from actors.agent.host import AgentHostCore, run_limits
 from actors.agent.settings import AgentSettings
+from actors.agent.sink import RealtimeRunSink, RunEventSink
 from actors.agent.store import RunStore
 from actors.workspace.actor import HostConfig
 from actors.workspace.ray_writer import RayWorkspaceWriter
@@ -77,6 +78,16 @@ class AgentHostShell:
         # A call to itself, queued behind the constructor: boot (and resume) as soon as alive.
         ray.get_runtime_context().current_actor.boot.remote()
 
+    def _sink(self) -> RunEventSink | None:
+        """Run events reach Socket.IO rooms through Redis pub/sub when Redis is configured."""
+        redis = self._config.workspace.redis
+        if redis.url is None:
+            return None
+        from actors.workspace.realtime import KvRealtime
+        from state.kv import open_kv
+
+        return RealtimeRunSink(KvRealtime(open_kv(redis), origin=self._name))
+
     async def _host(self) -> AgentHostCore:
         if self._core is not None:
             return self._core
@@ -95,6 +106,7 @@ class AgentHostShell:
                     writer=writer,
                     reader=WorkspaceReader(db, blobs),
                     settings=self._config.agent,
+                    sink=self._sink(),
                 )
                 self._core = core
                 resumed = await core.start()

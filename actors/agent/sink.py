@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from actors.agent.api import RunEvent
+import structlog
 
-__all__ = ["NullSink", "RunEventSink"]
+from actors.agent.api import RunEvent
+from actors.workspace.realtime import EventPublisher
+from state.errors import StateError
+
+__all__ = ["NullSink", "RealtimeRunSink", "RunEventSink"]
+
+log = structlog.get_logger("agent.sink")
 
 
 class RunEventSink(Protocol):
@@ -25,3 +31,21 @@ class NullSink:
 
     async def publish(self, workspace_id: str, event: RunEvent) -> None:
         return None
+
+
+class RealtimeRunSink:
+    """Publishes every logged event to the workspace's realtime room as ``agent.event``.
+
+    Socket.IO clients in the room see a run as it happens; the log stays the source of truth
+    (a client that missed events reads them with ``GET .../events?after=N``).
+    """
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+
+    async def publish(self, workspace_id: str, event: RunEvent) -> None:
+        try:
+            await self._publisher.publish(workspace_id, "agent.event", event.as_dict())
+        except StateError as exc:
+            # Pub/sub is best effort: the event is already durable in the log.
+            log.warning("agent.event_not_published", run_id=event.run_id, error=str(exc))

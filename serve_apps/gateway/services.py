@@ -126,6 +126,7 @@ async def local_agent_client(
     closed before the writer it uses."""
     from actors.agent.host import AgentHostCore
     from actors.agent.local import LocalAgentClient
+    from actors.agent.sink import RealtimeRunSink
     from actors.agent.store import RunStore
 
     if llm is None:
@@ -138,6 +139,7 @@ async def local_agent_client(
             writer=writer,
             reader=WorkspaceReader(context.db, context.blobs),
             settings=context.config.agent,
+            sink=RealtimeRunSink(context.realtime) if context.realtime is not None else None,
         )
     )
     return LocalAgentClient(host)
