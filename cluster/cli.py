@@ -164,7 +164,7 @@ def up(
 
     from ray import serve
 
-    from cluster.ray_bootstrap import connect, stop_workspace_hosts
+    from cluster.ray_bootstrap import connect, stop_platform_actors
     from cluster.serve_app import APP_NAME, build_application, llm_status
 
     with console.status("Starting Ray…"):
@@ -180,9 +180,9 @@ def up(
     try:
         with console.status("Deploying the Serve application…"):
             serve.start(http_options={"host": settings.host, "port": settings.port})
-            stopped = stop_workspace_hosts(settings.ray.namespace)
+            stopped = stop_platform_actors(settings.ray.namespace)
             if stopped:
-                console.print(f"restarted {stopped} workspace hosts with the new settings")
+                console.print(f"restarted {stopped} platform actors with the new settings")
             serve.run(build_application(settings), name=APP_NAME, route_prefix="/")
             url = f"http://{settings.host}:{settings.port}"
             _wait_healthy(url)
@@ -208,13 +208,13 @@ def _shutdown(connection: RayConnection, namespace: str) -> None:
     import ray
     from ray import serve
 
-    from cluster.ray_bootstrap import stop_local_haproxy, stop_workspace_hosts
+    from cluster.ray_bootstrap import stop_local_haproxy, stop_platform_actors
     from cluster.serve_app import APP_NAME
 
     try:
         if not connection.started_locally:
             serve.delete(APP_NAME)
-            stop_workspace_hosts(namespace)
+            stop_platform_actors(namespace)
     finally:
         # A local Ray takes every actor with it; Serve's own graceful shutdown waits ~30 s here.
         ray.shutdown()

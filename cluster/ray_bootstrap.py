@@ -21,7 +21,7 @@ __all__ = [
     "connect",
     "haproxy_environment",
     "stop_local_haproxy",
-    "stop_workspace_hosts",
+    "stop_platform_actors",
 ]
 
 log = structlog.get_logger("cluster.ray")
@@ -142,25 +142,34 @@ def stop_local_haproxy(connection: RayConnection) -> int:
     return stopped
 
 
-def stop_workspace_hosts(namespace: str, *, max_hosts: int = 256) -> int:
-    """Kill the named WorkspaceHost actors so the next call starts them with current settings.
+PLATFORM_ACTOR_PREFIXES = ("ws-host:", "agent-host:", "sandbox-pool:")
 
-    Hosts are detached and outlive deployments; a redeploy may change their settings (database,
-    quotas). Their sessions reopen from durable state on the next request. Returns how many.
+
+def stop_platform_actors(namespace: str) -> int:
+    """Kill the platform's detached actors so the next call starts them with current settings.
+
+    Workspace hosts (``ws-host:<n>``), agent hosts (``agent-host:<n>``) and sandbox pools
+    (``sandbox-pool:<node id>``) are detached and outlive deployments; a redeploy may change their
+    settings (database, quotas, limits). Their state is durable: sessions reopen and runs resume
+    on the next call. Returns how many were stopped.
     """
+    listed = ray.util.list_named_actors(all_namespaces=True)
+    names = [
+        str(entry["name"])
+        for entry in listed
+        if entry.get("namespace") == namespace
+        and str(entry["name"]).startswith(PLATFORM_ACTOR_PREFIXES)
+    ]
     killed: list[str] = []
-    for index in range(max_hosts):
-        name = f"ws-host:{index}"
+    for name in names:
         try:
             handle = ray.get_actor(name, namespace=namespace)
         except ValueError:
-            if index >= 8:
-                break
             continue
         ray.kill(handle)
         killed.append(name)
-    # Wait until the names are free: a replica that looked a host up in between would otherwise
-    # get the dying actor and fail its first calls.
+    # Wait until the names are free: a replica that looked an actor up in between would
+    # otherwise get the dying one and fail its first calls.
     deadline = time.monotonic() + HOST_STOP_TIMEOUT_S
     for name in killed:
         while time.monotonic() < deadline:
