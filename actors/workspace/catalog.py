@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from accounts.errors import PermissionDenied
+from accounts.policy import can
 from actors.workspace.api import WorkspaceError, WorkspaceNotFound
 from state.db import Database
 from state.models import Membership, User, Workspace, new_id, utcnow
@@ -35,19 +36,18 @@ __all__ = [
 Role = Literal["owner", "admin", "editor", "viewer"]
 ROLES: frozenset[str] = frozenset(get_args(Role))
 MAX_NAME_CHARS = 200
-# Roles that may change files and rename; roles that may delete and manage members.
-WRITER_ROLES = frozenset({"owner", "admin", "editor"})
-MANAGER_ROLES = frozenset({"owner", "admin"})
 
 
 def can_write(role: str) -> bool:
-    """True for roles that may change a workspace's files (a viewer only reads)."""
-    return role in WRITER_ROLES
+    """True for roles that may change a workspace's files (a viewer only reads).
+
+    Answered by the one permission policy, ``accounts.policy``."""
+    return can(role, "edit")
 
 
 def can_manage(role: str) -> bool:
     """True for roles that may delete the workspace and change its members."""
-    return role in MANAGER_ROLES
+    return can(role, "manage_members") and can(role, "delete")
 
 
 class InvalidWorkspaceName(WorkspaceError):

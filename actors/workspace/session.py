@@ -5,6 +5,11 @@ brings the working tree up to the head version (a no-op when the tree's sidecar 
 it). Every change runs under one FIFO lock: check → put blobs (contents, then the manifest) → one
 fenced database transaction → update the working tree → return. A change is acknowledged only
 once it is durable; the tree is a cache that is rebuilt from durable state when in doubt.
+
+Commands in a sandbox are writes too: ``exec`` leases a sandbox bound to the tree under the same
+lock, runs, and syncs what changed into one version (``sync.py`` decides what may be versioned).
+This file is longer than the house limit because the lock, the commit and the lease are one
+piece of state; the sandbox half is the section marked "sandboxes".
 """
 
 from __future__ import annotations

@@ -125,7 +125,9 @@ def test_revoking_one_session_signs_it_out(client: TestClient) -> None:
     ).json()
     items = client.get("/api/auth/sessions", headers=ada.headers).json()["items"]
     target = next(s for s in items if s["user_agent"] == "laptop-browser")
-    assert target["ip"] and target["created_at"] and target["last_used_at"]
+    assert target["ip"]
+    assert target["created_at"]
+    assert target["last_used_at"]
     revoked = client.delete(f"/api/auth/sessions/{target['id']}", headers=ada.headers)
     assert revoked.status_code == 204
     assert_problem(client.get("/api/auth/me", headers=bearer(laptop["access_token"])), 401)
@@ -190,7 +192,8 @@ def _oauth_round(
     assert started.status_code == 200, started.text
     url = started.json()["authorization_url"]
     query = parse_qs(urlparse(url).query)
-    assert query["code_challenge_method"] == ["S256"] and query["code_challenge"]
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["code_challenge"]
     assert query["state"] == [started.json()["state"]]
     redirect = httpx.get(url, follow_redirects=False)
     assert redirect.status_code == 302

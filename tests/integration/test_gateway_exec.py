@@ -57,7 +57,8 @@ def test_exec_runs_the_templates_tests_and_versions_written_files(
     tests = run(client, ada, ws, command=["python3", "-m", "unittest", "-v"])
     assert tests["exit_code"] == 0, tests["stderr"]
     assert "OK" in tests["stderr"]
-    assert tests["version"] is None and tests["files_changed"] == []  # Nothing written.
+    assert tests["version"] is None
+    assert tests["files_changed"] == []
     for key in ("duration_ms", "timed_out", "truncated", "cpu_s", "max_rss_bytes"):
         assert key in tests
 
@@ -91,7 +92,8 @@ def test_failures_timeouts_and_quota_are_answers(client: TestClient, ada: dict[s
     assert slow["duration_ms"] < 3000
     big = run(client, ada, ws, command="head -c 300000 /dev/zero > big.bin")
     assert big["version"] is None
-    assert big["sync_refused"] and "limit" in big["sync_refused"]
+    assert big["sync_refused"]
+    assert "limit" in big["sync_refused"]
     assert "big.bin" not in {
         f["path"] for f in client.get(f"/api/workspaces/{ws}/files", headers=ada).json()["items"]
     }
@@ -140,7 +142,8 @@ def test_processes_start_list_logs_kill_and_idempotent_token(
     started = client.post(base, json=body, headers=ada)
     assert started.status_code == 201, started.text
     process = started.json()
-    assert process["running"] is True and process["started_at"]
+    assert process["running"] is True
+    assert process["started_at"]
     again = client.post(base, json=body, headers=ada)
     assert again.status_code == 201
     assert again.json()["id"] == process["id"]  # Same token, same process.
@@ -150,7 +153,8 @@ def test_processes_start_list_logs_kill_and_idempotent_token(
     deadline = time.monotonic() + 5
     while "started" not in logs["data"] and time.monotonic() < deadline:
         logs = client.get(f"{base}/{process['id']}/logs", headers=ada).json()
-    assert logs["data"] == "started\n" and logs["running"] is True
+    assert logs["data"] == "started\n"
+    assert logs["running"] is True
     later = client.get(f"{base}/{process['id']}/logs?offset={logs['next_offset']}", headers=ada)
     assert later.json()["data"] == ""
     # While the process runs, commands share its sandbox.
@@ -177,9 +181,9 @@ def test_terminal_echoes_a_commands_output(client: TestClient, ada: dict[str, st
         seen = b""
         while b"term-42" not in seen or b"30 100" not in seen:
             seen += terminal.receive_bytes()
-    with pytest.raises(WebSocketDisconnect) as refused:
-        with client.websocket_connect(f"/api/workspaces/{ws}/terminal?token=bad") as terminal:
-            terminal.receive_bytes()
+    url = f"/api/workspaces/{ws}/terminal?token=bad"
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(url) as terminal:
+        terminal.receive_bytes()
     assert refused.value.code == 4401
 
 
@@ -200,9 +204,9 @@ def test_viewers_get_403_and_strangers_404(client: TestClient, ada: dict[str, st
         client.post(f"/api/workspaces/{ws}/exec", json={"command": "id"}, headers=bob), 403
     )
     token = bob["Authorization"].removeprefix("Bearer ")
-    with pytest.raises(WebSocketDisconnect) as refused:
-        with client.websocket_connect(f"/api/workspaces/{ws}/terminal?token={token}") as terminal:
-            terminal.receive_bytes()
+    url = f"/api/workspaces/{ws}/terminal?token={token}"
+    with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(url) as terminal:
+        terminal.receive_bytes()
     assert refused.value.code == 4403
 
 

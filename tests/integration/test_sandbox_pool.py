@@ -108,55 +108,61 @@ async def test_command_timeout_defaults_and_is_capped(backend: SandboxBackend, t
     async with SandboxPoolCore(backend, pool_settings(pool_size=1)) as pool:
         lease = await pool.lease("ws", tree)
         default = await pool.exec(lease, ExecRequest(shell="sleep 5"))
-        assert default.timed_out and default.duration_ms < 900
+        assert default.timed_out
+        assert default.duration_ms < 900
         capped = await pool.exec(lease, ExecRequest(shell="sleep 5", timeout_s=100))
-        assert capped.timed_out and 900 <= capped.duration_ms < 2000
+        assert capped.timed_out
+        assert 900 <= capped.duration_ms < 2000
         await pool.release(lease)
 
 
 async def test_a_broken_sandbox_is_replaced(tree: Path) -> None:
-    async with open_test_backend("fake") as backend:
-        async with SandboxPoolCore(backend, pool_settings(pool_size=1)) as pool:
-            await filled(pool, 1)
-            lease = await pool.lease("ws", tree)
-            # The sandbox dies under the lease: the pool forgets it and the next lease works.
-            await backend.destroy(lease.sandbox_id)
-            with pytest.raises(SandboxNotFound):
-                await pool.exec(lease, ExecRequest(shell="true"))
-            await pool.release(lease)
-            fresh = await pool.lease("ws", tree)
-            assert fresh.sandbox_id != lease.sandbox_id
-            assert (await pool.exec(fresh, ExecRequest(shell="echo ok"))).stdout == b"ok\n"
-            await pool.release(fresh)
-            # A warm sandbox that died is replaced by maintenance.
-            await filled(pool, 1)
-            dead = pool._warm[0].sandbox_id
-            await backend.destroy(dead)
-            await filled(pool, 1)
-            assert dead not in {s.sandbox_id for s in pool._warm}
+    async with (
+        open_test_backend("fake") as backend,
+        SandboxPoolCore(backend, pool_settings(pool_size=1)) as pool,
+    ):
+        await filled(pool, 1)
+        lease = await pool.lease("ws", tree)
+        # The sandbox dies under the lease: the pool forgets it and the next lease works.
+        await backend.destroy(lease.sandbox_id)
+        with pytest.raises(SandboxNotFound):
+            await pool.exec(lease, ExecRequest(shell="true"))
+        await pool.release(lease)
+        fresh = await pool.lease("ws", tree)
+        assert fresh.sandbox_id != lease.sandbox_id
+        assert (await pool.exec(fresh, ExecRequest(shell="echo ok"))).stdout == b"ok\n"
+        await pool.release(fresh)
+        # A warm sandbox that died is replaced by maintenance.
+        await filled(pool, 1)
+        dead = pool._warm[0].sandbox_id
+        await backend.destroy(dead)
+        await filled(pool, 1)
+        assert dead not in {s.sandbox_id for s in pool._warm}
 
 
 async def test_idle_surplus_and_lifetime_recycle(tree: Path) -> None:
     clock = Clock()
     settings = pool_settings(pool_size=1, idle_timeout_s=10.0, max_lifetime_s=100.0)
-    async with open_test_backend("fake") as backend:
-        async with SandboxPoolCore(backend, settings, clock=clock) as pool:
-            await filled(pool, 1)
-            leases = [await pool.lease(f"ws-{i}", tree) for i in range(2)]
-            for lease in leases:
-                await pool.release(lease)
-            await filled(pool, 1)
-            assert pool.stats().warm == 3  # Surplus beyond the minimum, not yet idle long.
-            clock.now += 11
-            await pool.maintain()
-            assert pool.stats().warm == 1  # Idle surplus destroyed; the minimum stays.
-            first = pool._warm[0].sandbox_id
-            clock.now += 101
-            await filled(pool, 1)
-            assert first not in {s.sandbox_id for s in pool._warm}  # Past its lifetime.
-            # A lease nobody uses for twice the idle timeout is ended (its owner died).
-            orphan = await pool.lease("ws-orphan", tree)
-            clock.now += 21
-            await pool.maintain()
-            with pytest.raises(LeaseExpired):
-                await pool.exec(orphan, ExecRequest(shell="true"))
+    async with (
+        open_test_backend("fake") as backend,
+        SandboxPoolCore(backend, settings, clock=clock) as pool,
+    ):
+        await filled(pool, 1)
+        leases = [await pool.lease(f"ws-{i}", tree) for i in range(2)]
+        for lease in leases:
+            await pool.release(lease)
+        await filled(pool, 1)
+        assert pool.stats().warm == 3  # Surplus beyond the minimum, not yet idle long.
+        clock.now += 11
+        await pool.maintain()
+        assert pool.stats().warm == 1  # Idle surplus destroyed; the minimum stays.
+        first = pool._warm[0].sandbox_id
+        clock.now += 101
+        await filled(pool, 1)
+        assert first not in {s.sandbox_id for s in pool._warm}  # Past its lifetime.
+        # A lease nobody uses for twice the idle timeout is ended (its owner died).
+        orphan = await pool.lease("ws-orphan", tree)
+        clock.now += 21
+        await pool.maintain()
+        with pytest.raises(LeaseExpired):
+            await pool.exec(orphan, ExecRequest(shell="true"))

@@ -108,7 +108,8 @@ def test_secrets_are_write_only_sealed_and_rotate(
         try:
             async with db.session() as session:
                 row = await session.scalar(select(WorkspaceSecret))
-                assert row is not None and value.encode() not in row.value_enc
+                assert row is not None
+                assert value.encode() not in row.value_enc
             config = security_config(db_url, tmp_path)
             old_cipher = VersionedCipher(
                 [k.get_secret_value() for k in config.secrets.keys]
@@ -164,7 +165,8 @@ def test_logs_never_carry_secret_values() -> None:
         },
     )
     assert event["authorization"] == event["password"] == event["api_key"] == REDACTED
-    assert store_value not in event["output"] and REDACTED in event["output"]
+    assert store_value not in event["output"]
+    assert REDACTED in event["output"]
     assert event["prompt_tokens"] == 12
 
 
@@ -219,7 +221,8 @@ def test_brute_force_slows_the_attacker_not_the_owner(db_url: str, tmp_path: Pat
             "/api/auth/login", json={"email": ada.email, "password": ada.password}, headers=attacker
         )
         body = assert_problem(limited, 429)
-        assert int(limited.headers["retry-after"]) >= 1 and body["code"] == "rate_limited"
+        assert int(limited.headers["retry-after"]) >= 1
+        assert body["code"] == "rate_limited"
         # The owner, from where they signed in before, is not locked out.
         again = client.post(
             "/api/auth/login", json={"email": ada.email, "password": ada.password}, headers=home

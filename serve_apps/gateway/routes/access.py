@@ -1,4 +1,8 @@
-"""Who may do what to a workspace: API-key scopes, membership (404 otherwise) and role."""
+"""Who may do what to a workspace: API-key scopes, membership (404 otherwise) and role.
+
+The decision is ``accounts.policy``'s: the app-wide policy check (``authorization``) runs first
+with each route's declared action; these dependencies hand the handler the record it loaded
+and re-check with the same policy for handlers that are reused outside a declared route."""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from accounts.errors import PermissionDenied
+from accounts.policy import can
 from accounts.service import Principal
 from actors.workspace.api import Author
-from actors.workspace.catalog import WorkspaceRecord, can_write
+from actors.workspace.catalog import WorkspaceRecord
 from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
 
 __all__ = [
@@ -38,21 +43,34 @@ def require_scope(principal: Principal, *, write: bool) -> None:
     raise PermissionDenied(f"This API key lacks the {scope!r} scope.")
 
 
-async def readable_workspace(
-    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
+async def _member_record(
+    request: Request, workspace_id: str, principal: Principal, services: ServicesDep
 ) -> WorkspaceRecord:
-    """The workspace, if the caller is a member; ``WorkspaceNotFound`` (404) otherwise."""
-    require_scope(principal, write=False)
+    """The record the policy check already loaded for this request, or a fresh lookup."""
+    record = getattr(request.state, "workspace", None)
+    if isinstance(record, WorkspaceRecord) and record.id == workspace_id:
+        return record
     return await services.catalog.get_for(principal.user.id, workspace_id)
 
 
+async def readable_workspace(
+    workspace_id: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
+) -> WorkspaceRecord:
+    """The workspace, if the caller is a member; ``WorkspaceNotFound`` (404) otherwise."""
+    require_scope(principal, write=False)
+    record = await _member_record(request, workspace_id, principal, services)
+    if not can(record.role, "read"):
+        raise PermissionDenied("Your role in this workspace does not allow reading it.")
+    return record
+
+
 async def writable_workspace(
-    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
+    workspace_id: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> WorkspaceRecord:
     """As ``readable_workspace``, and the caller's role may change files (403 for viewers)."""
     require_scope(principal, write=True)
-    record = await services.catalog.get_for(principal.user.id, workspace_id)
-    if not can_write(record.role):
+    record = await _member_record(request, workspace_id, principal, services)
+    if not can(record.role, "edit"):
         raise PermissionDenied("Your role in this workspace is read-only.")
     return record
 
