@@ -4,6 +4,8 @@ pool actor, the command's files become a version, and the output streams."""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +22,7 @@ CREDS = {"email": "grace@example.com", "password": "a long enough password"}
 
 
 @pytest.fixture
-def platform(platform_env: dict[str, str], serve_port: int) -> str:
+def platform(platform_env: dict[str, str], serve_port: int) -> Iterator[str]:
     reason = unavailable_reason(BubblewrapSettings())
     if reason is not None:
         pytest.skip(f"bubblewrap: {reason}")
@@ -28,12 +30,29 @@ def platform(platform_env: dict[str, str], serve_port: int) -> str:
         **platform_env,
         "VIBECODE_SANDBOX__POOL_SIZE": "1",
         "VIBECODE_SANDBOX__BACKEND__KIND": "bubblewrap",
-        "VIBECODE_SANDBOX__BACKEND__STATE_DIR": str(Path(STATE_DIR) / "e2e"),
+        "VIBECODE_SANDBOX__BACKEND__STATE_DIR": str(STATE_DIR / "e2e"),
         "VIBECODE_SANDBOX__BACKEND__CGROUP_NAME": CGROUP_NAME,
     }
     started = vibecode("up", "--detach", env=env)
     assert started.returncode == 0, started.stderr
-    return f"http://127.0.0.1:{serve_port}"
+    try:
+        yield f"http://127.0.0.1:{serve_port}"
+    finally:
+        _stop_pools_and_slots(STATE_DIR / "e2e")
+
+
+def _stop_pools_and_slots(state_dir: Path) -> None:
+    """A killed pool actor cannot unmount its slots: do it for it (as its __aexit__ would)."""
+    import ray
+
+    from actors.sandbox_pool.actor import stop_pools
+    from sandbox.bubblewrap.mounts import remove_slot
+
+    stop_pools("vibecode")
+    time.sleep(0.5)  # bwrap dies with its parent; the slots are then unused.
+    for sandbox_dir in state_dir.glob("sbx-*") if state_dir.is_dir() else ():
+        remove_slot(sandbox_dir)
+    assert ray.is_initialized()
 
 
 def test_exec_processes_and_stream_through_serve(platform: str) -> None:
