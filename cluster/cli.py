@@ -167,6 +167,8 @@ def up(
     from cluster.ray_bootstrap import connect, stop_platform_actors
     from cluster.serve_app import APP_NAME, build_application, llm_status
 
+    if settings.ray_address is None:
+        _release_sandbox_mounts(settings)  # left behind if a previous local run was killed
     with console.status("Starting Ray…"):
         connection = connect(settings)
     if detach and connection.started_locally:
@@ -201,10 +203,23 @@ def up(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if not detach:
-            _shutdown(connection, settings.ray.namespace)
+            _shutdown(connection, settings)
 
 
-def _shutdown(connection: RayConnection, namespace: str) -> None:
+def _release_sandbox_mounts(settings: Settings) -> None:
+    """Sandbox slots are bind mounts on this host; a pool killed with Ray cannot remove them."""
+    from sandbox import release_host_mounts
+
+    try:
+        released = release_host_mounts(settings.sandbox)
+    except OSError as exc:
+        console.print(f"could not release sandbox mounts: {exc}", soft_wrap=True)
+        return
+    if released:
+        console.print(f"released {released} sandbox mounts")
+
+
+def _shutdown(connection: RayConnection, settings: Settings) -> None:
     import ray
     from ray import serve
 
@@ -214,12 +229,13 @@ def _shutdown(connection: RayConnection, namespace: str) -> None:
     try:
         if not connection.started_locally:
             serve.delete(APP_NAME)
-            stop_platform_actors(namespace)
+            stop_platform_actors(settings.ray.namespace)
     finally:
         # A local Ray takes every actor with it; Serve's own graceful shutdown waits ~30 s here.
         ray.shutdown()
         if connection.started_locally:
             stop_local_haproxy(connection)
+            _release_sandbox_mounts(settings)
     console.print("stopped")
 
 

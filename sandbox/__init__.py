@@ -71,6 +71,7 @@ __all__ = [
     "SandboxUnavailable",
     "StartRequest",
     "open_backend",
+    "release_host_mounts",
 ]
 
 
@@ -89,3 +90,18 @@ def open_backend(settings: SandboxSettings) -> SandboxBackend:
             from sandbox.fake import FakeBackend
 
             return FakeBackend(chosen)
+
+
+def release_host_mounts(settings: SandboxSettings) -> int:
+    """Detach the bind mounts sandboxes left in the host's namespace under the backend's state
+    directory (a killed pool cannot). Only for a node where no sandbox is running; returns how
+    many mounts were detached."""
+    match settings.backend:
+        case BubblewrapSettings() | DockerSettings() as chosen:
+            from sandbox.bubblewrap.mounts import unmount_under
+
+            if not chosen.state_dir.exists():
+                return 0
+            return unmount_under(chosen.state_dir)
+        case FakeSettings():
+            return 0

@@ -51,6 +51,8 @@ Broadcast = Callable[[str, str, bytes], Awaitable[None]]
 
 log = structlog.get_logger("actors.workspace.live")
 _SYSTEM = Author(user_id=None, kind="system")
+# Stands for "the file does not exist" in ``synced`` (a flush that creates the file records it).
+_ABSENT = "absent"
 
 
 class DocumentNotText(WorkspaceError):
@@ -291,7 +293,7 @@ class LiveDocuments:
         text_sha = _sha(live.doc.text.encode())
         if text_sha == file_sha:
             return
-        if file_sha in stored.synced or (file_sha is None and not stored.synced):
+        if (file_sha or _ABSENT) in stored.synced or (file_sha is None and not stored.synced):
             # The document is ahead of its file (a flush was lost): flush again.
             self._schedule_flush(live, _SYSTEM)
             return
@@ -384,7 +386,7 @@ class LiveDocuments:
             if entry is not None and entry.sha256 == sha:
                 return
             # Record the intent first: after a crash either contents mean "document is ahead".
-            synced = tuple(s for s in (entry.sha256 if entry else None, sha) if s)
+            synced = (entry.sha256 if entry else _ABSENT, sha)
             await self._store.mark_synced(self.workspace_id, live.path, synced)
             live.synced = synced
             live.flushing_sha = sha

@@ -18,7 +18,7 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["adopt", "attach", "create_slot", "detach", "remove_slot"]
+__all__ = ["adopt", "attach", "create_slot", "detach", "remove_slot", "unmount_under"]
 
 MS_BIND = 4096
 MS_REC = 16384
@@ -72,6 +72,30 @@ def remove_slot(sandbox_dir: Path) -> None:
             path.rmdir()
         except FileNotFoundError:
             continue
+
+
+def unmount_under(root: Path) -> int:
+    """Detach every mount at or below ``root``, deepest first; return how many were detached.
+
+    Slots and attached workspaces are bind mounts in the host's namespace: a pool that was
+    killed (or a node that restarts the platform) leaves them behind. Only call this when no
+    sandbox under ``root`` is in use.
+    """
+    prefix = str(root.resolve())
+    detached = 0
+    for _ in range(4):  # Stacked mounts (a workspace on its slot) come off one layer a pass.
+        points = []
+        with open("/proc/self/mountinfo", encoding="utf-8") as mountinfo:
+            for line in mountinfo:
+                point = line.split()[4].encode().decode("unicode_escape")
+                if point == prefix or point.startswith(prefix + "/"):
+                    points.append(point)
+        if not points:
+            break
+        for point in sorted(set(points), key=len, reverse=True):
+            if _umount(Path(point)):
+                detached += 1
+    return detached
 
 
 def adopt(workspace_dir: Path, uid: int, gid: int) -> int:
