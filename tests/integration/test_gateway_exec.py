@@ -219,3 +219,34 @@ def test_without_a_sandbox_backend_exec_is_503(db_url: str, tmp_path: Path) -> N
             client.post(f"/api/workspaces/{ws}/exec", json={"command": "true"}, headers=auth), 503
         )
         assert str(body["detail"]).startswith("sandbox backend unavailable")
+
+
+def test_secrets_reach_only_the_commands_that_ask_and_never_come_back(
+    client: TestClient, ada: dict[str, str]
+) -> None:
+    ws = workspace(client, ada, "blank")
+    value = "s3cr3t-token-value-42"
+    stored = client.put(
+        f"/api/workspaces/{ws}/secrets/API_TOKEN", json={"value": value}, headers=ada
+    )
+    assert stored.status_code in (200, 201), stored.text
+    assert value not in stored.text
+
+    without = run(client, ada, ws, command='echo "token=${API_TOKEN:-unset}"')
+    assert without["stdout"] == "token=unset\n"
+
+    used = run(
+        client,
+        ada,
+        ws,
+        command='test "$API_TOKEN" = "s3cr3t-token-value-42" && echo "match $API_TOKEN"',
+        secrets=["API_TOKEN"],
+    )
+    assert used["exit_code"] == 0
+    assert value not in used["stdout"]
+    assert used["stdout"] == "match [redacted]\n"
+
+    missing = client.post(
+        f"/api/workspaces/{ws}/exec", json={"command": "true", "secrets": ["NOPE"]}, headers=ada
+    )
+    assert missing.status_code == 404

@@ -31,6 +31,8 @@ SANDBOX_ERRORS: dict[int | str, dict[str, str]] = {
     503: {"description": "No sandbox could run the command right now (problem+json)."},
 }
 MAX_COMMAND_CHARS = 64 * 1024
+# Shorter secret values would mask ordinary output.
+MIN_REDACTED_CHARS = 4
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -62,12 +64,18 @@ class CommandIn(BaseModel):
 class ExecIn(CommandIn):
     timeout_s: float | None = Field(None, gt=0, description="Capped by the platform.")
     stdin: str | None = None
+    secrets: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Workspace secrets to put in this command's environment (by name). Their "
+        "values are redacted from the output.",
+    )
 
-    def request(self) -> ExecRequest:
+    def request(self, secret_env: dict[str, str] | None = None) -> ExecRequest:
         stdin = (self.stdin or "").encode()
-        return _validated(
-            ExecRequest, **self.command_fields(), stdin=stdin, timeout_s=self.timeout_s
-        )
+        fields = self.command_fields()
+        fields["env"] = {**fields["env"], **(secret_env or {})}
+        return _validated(ExecRequest, **fields, stdin=stdin, timeout_s=self.timeout_s)
 
 
 class StartIn(CommandIn):
@@ -179,10 +187,23 @@ async def exec_command(
     request: Request,
 ) -> ExecOut:
     """Run a command to completion; a non-zero exit code is still a 200."""
+    secret_env = await services.security.secrets.resolve(record.id, body.secrets)
     outcome = await services.writer.exec(
-        record.id, body.request(), author=author_of(principal, request)
+        record.id, body.request(secret_env), author=author_of(principal, request)
     )
-    return ExecOut.of_outcome(outcome)
+    out = ExecOut.of_outcome(outcome)
+    if secret_env:
+        out.stdout = _redact(out.stdout, secret_env)
+        out.stderr = _redact(out.stderr, secret_env)
+    return out
+
+
+def _redact(text: str, secret_env: dict[str, str]) -> str:
+    """Mask injected secret values in command output (a secret is never returned)."""
+    for value in sorted(secret_env.values(), key=len, reverse=True):
+        if len(value) >= MIN_REDACTED_CHARS:
+            text = text.replace(value, "[redacted]")
+    return text
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
