@@ -7,9 +7,10 @@ session like any other write; a write from elsewhere (files API, sandbox, agent)
 commit of the session and is turned into a minimal text edit of the document, so editors see it.
 
 Crash safety: the document store records which file contents (sha256) the document accounts
-for (``synced``). Before a flush it records both the current and the new contents, so on the
-next load a file whose contents are in ``synced`` is behind the document (flush it again), and
-any other contents were written from elsewhere (edit the document into them).
+for (``synced``). Before a flush it records both the current (``absent`` when there is no file
+yet) and the new contents, so on the next load a file whose contents are in ``synced`` is behind
+the document (flush it again), and any other contents were written from elsewhere (edit the
+document into them).
 """
 
 from __future__ import annotations
