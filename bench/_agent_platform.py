@@ -97,6 +97,17 @@ def _quiet_logging(settings: Any) -> None:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(open(os.devnull, "w")))  # noqa: SIM115
 
 
+def _model_file(data_dir: Path, model_base_url: str) -> Path:
+    """The model configuration (litellm router format): one priced model on the fake server."""
+    data_dir.mkdir(parents=True)
+    path = data_dir / "models.yaml"
+    entry = {"model": f"openai/{MODEL}", "api_base": model_base_url, "api_key": "sk-fake"}
+    path.write_text(
+        yaml.safe_dump({"model_list": [{"model_name": MODEL, "litellm_params": entry | PRICED}]})
+    )
+    return path
+
+
 @asynccontextmanager
 async def agent_platform(data_dir: Path, model_base_url: str) -> AsyncIterator[Platform]:
     """Yield the platform's agent on a fresh database under ``data_dir``; close it on exit."""
@@ -112,13 +123,7 @@ async def agent_platform(data_dir: Path, model_base_url: str) -> AsyncIterator[P
     from state.migrations import upgrade
     from state.models import User
 
-    data_dir.mkdir(parents=True)
-    models = data_dir / "models.yaml"
-    entry = {"model": f"openai/{MODEL}", "api_base": model_base_url, "api_key": "sk-fake"}
-    models.write_text(
-        yaml.safe_dump({"model_list": [{"model_name": MODEL, "litellm_params": entry | PRICED}]})
-    )
-    settings = load_settings(data_dir=data_dir, llm_config=models)
+    settings = load_settings(data_dir=data_dir, llm_config=_model_file(data_dir, model_base_url))
     _quiet_logging(settings)
     if settings.db.url is None:
         raise RuntimeError("the database URL did not resolve")

@@ -17,7 +17,7 @@ import ctypes
 import multiprocessing
 import signal
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -56,13 +56,13 @@ def running_model_server(sessions: list[Session]) -> Iterator[str]:
             raise RuntimeError("the fake model server did not start within 60 s")
         yield str(parent.recv())
     finally:
-        try:
+        with suppress(OSError):
             parent.send("stop")
-        except OSError:
-            pass
         process.join(10)
-        for send in (signal.SIGTERM, signal.SIGKILL):
-            if process.is_alive() and process.pid is not None:
-                process.kill() if send == signal.SIGKILL else process.terminate()
-                process.join(5)
+        if process.is_alive():
+            process.terminate()  # SIGTERM to this child's PID
+            process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
         parent.close()

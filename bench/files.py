@@ -31,7 +31,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+# The repository first: this folder's sandbox.py must not shadow the `sandbox` package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _file_paths import DirectStore, FilePath, HttpFiles, InProcessSessions
 from _report import environment_facts, write_section

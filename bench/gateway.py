@@ -20,7 +20,9 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+# The repository first: this folder's sandbox.py must not shadow the `sandbox` package.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _load import LoadResult, generator_name, run_load
 from _report import ProbeResult, environment_facts, markdown_section, write_section

@@ -14,6 +14,7 @@ messages and usage are appended as they arrive, before anything acts on them.
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ class AgentLoop:
         self._sink = sink or NullSink()
         self._host = host
         self.cancel_requested = False
+        self._cancel_checked_at = float("-inf")
         limits = run.limits
         self._max_steps = int(limits.get("max_steps") or settings.max_steps)
         self._max_tokens = int(limits.get("max_tokens") or settings.max_tokens)
@@ -452,8 +454,14 @@ class AgentLoop:
     # --- the end ----------------------------------------------------------------------------------
 
     async def _cancel_seen(self) -> bool:
+        """True once a cancel was requested: in-process at once (the host sets the flag), or
+        through the database, read at most once per ``poll_interval_s`` to keep steps cheap."""
         if self.cancel_requested:
             return True
+        now = time.monotonic()
+        if now - self._cancel_checked_at < self._settings.poll_interval_s:
+            return False
+        self._cancel_checked_at = now
         if await self._store.status(self.run_id) == "cancelling":
             self.cancel_requested = True
         return self.cancel_requested
