@@ -14,8 +14,8 @@ messages and usage are appended as they arrive, before anything acts on them.
 from __future__ import annotations
 
 import asyncio
-import time
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
