@@ -47,6 +47,7 @@ class FakeBackend(SupervisedBackend):
                 "LANG": "C.UTF-8",
                 "HOME": str(scratch),
                 "TMPDIR": str(scratch),
+                "PYTHONDONTWRITEBYTECODE": "1",  # as the real backends (see bubblewrap/command.py)
                 **spec.env,
             },
             "rlimits": {"cpu": limits.cpu_time_s, "fsize": limits.file_size_bytes},

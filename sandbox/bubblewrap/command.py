@@ -44,6 +44,10 @@ def supervisor_config(spec: SandboxSpec, *, rlimit_fallback: bool) -> dict[str, 
             "TMPDIR": SANDBOX_TMP,
             "LANG": "C.UTF-8",
             "TERM": "xterm-256color",
+            # No __pycache__ in /workspace: Python checks bytecode against the source's mtime
+            # in whole seconds and its size, so an edit within the second that keeps the size
+            # (an agent's "a - b" -> "a + b") would run stale code; nor .pyc files as versions.
+            "PYTHONDONTWRITEBYTECODE": "1",
         }
         | spec.env,
         "rlimits": rlimits,
