@@ -85,19 +85,7 @@ def postgres_template(postgres_server: PostgresServer) -> str:
 )
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database migrated to head, on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'vibecode.db'}"
-        upgrade(url)
-        record("database backends", f"sqlite {sqlite3.sqlite_version}")
-        yield url
-        return
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    template: str = request.getfixturevalue("postgres_template")
-    name = server.create_database(next_name(), template=template)
-    try:
-        yield server.url_for(name)
-    finally:
-        server.drop_database(name)
+    yield from _fresh_database(request, tmp_path)
 
 
 @pytest.fixture(
@@ -111,8 +99,13 @@ def module_db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """Like ``db_url``, shared by a module's tests (for costly setups such as a deployment)."""
+    yield from _fresh_database(request, tmp_path_factory.mktemp("db"))
+
+
+def _fresh_database(request: pytest.FixtureRequest, directory: Path) -> Iterator[str]:
+    """A database migrated to head for ``request.param``; dropped afterwards (PostgreSQL)."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'vibecode.db'}"
+        url = f"sqlite+aiosqlite:///{directory / 'vibecode.db'}"
         upgrade(url)
         record("database backends", f"sqlite {sqlite3.sqlite_version}")
         yield url
