@@ -66,8 +66,11 @@ log = structlog.get_logger("gateway.errors")
 
 PROBLEM_JSON = "application/problem+json"
 
-# Domain error -> (status, title). Looked up along the class hierarchy, most specific first.
-ACCOUNT_ERRORS: tuple[tuple[type[AccountError], int, str], ...] = (
+# Domain error -> (status, title): the one table every domain error is mapped through. Looked
+# up in order, so a subclass must come before its base. A failing user command is not an
+# error (a 200 with its exit code); sandbox errors here mean the sandbox itself failed.
+DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    # accounts
     (InvalidCredentials, 401, "Invalid credentials"),
     (TokenInvalid, 401, "Unauthorized"),
     (RefreshTokenInvalid, 401, "Invalid refresh token"),
@@ -87,9 +90,8 @@ ACCOUNT_ERRORS: tuple[tuple[type[AccountError], int, str], ...] = (
     (OrgMemberNotFound, 404, "Member not found"),
     (OrgNotFound, 404, "Organisation not found"),
     (InvitationInvalid, 400, "Invalid invitation"),
-)
-
-WORKSPACE_ERRORS: tuple[tuple[type[WorkspaceError], int, str], ...] = (
+    (AccountError, 400, "Account error"),
+    # workspaces
     (WorkspaceNotFound, 404, "Workspace not found"),
     (FileNotFoundInWorkspace, 404, "File not found"),
     (VersionNotFound, 404, "Version not found"),
@@ -102,10 +104,8 @@ WORKSPACE_ERRORS: tuple[tuple[type[WorkspaceError], int, str], ...] = (
     (InvalidWorkspaceName, 422, "Invalid workspace name"),
     (LeaseLost, 503, "Workspace moving"),
     (WorkspaceUnavailable, 503, "Workspace unavailable"),
-)
-
-# Sandbox errors: the sandbox itself failed (a failing command is a 200 with its exit code).
-SANDBOX_ERRORS: tuple[tuple[type[SandboxError], int, str], ...] = (
+    (WorkspaceError, 400, "Workspace error"),
+    # sandboxes
     (ProcessNotFound, 404, "Process not found"),
     (SandboxLimitInvalid, 422, "Invalid limit"),
     (SandboxUnavailable, 503, "Sandbox unavailable"),
@@ -113,6 +113,7 @@ SANDBOX_ERRORS: tuple[tuple[type[SandboxError], int, str], ...] = (
     (SandboxCrashed, 503, "Sandbox crashed"),
     (SandboxNotFound, 503, "Sandbox lost"),
     (SandboxCreateFailed, 503, "Sandbox unavailable"),
+    (SandboxError, 500, "Sandbox error"),
 )
 
 
@@ -195,39 +196,28 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _account_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, AccountError)
-    for error_type, status, title in ACCOUNT_ERRORS:
-        if isinstance(exc, error_type):
-            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-            if isinstance(exc, RateLimited):
-                headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
-            if isinstance(exc, SecretUndecryptable):
-                log.error("secret.undecryptable", detail=exc.detail)
-            extra = {"code": exc.code} if exc.code is not None else None
-            return problem(
-                status,
-                title,
-                exc.detail,
-                request_id=_request_id(request),
-                headers=headers,
-                extra=extra,
-            )
-    return problem(400, "Account error", exc.detail, request_id=_request_id(request))
+def _detail(exc: Exception) -> str:
+    if isinstance(exc, SandboxUnavailable):
+        return f"sandbox backend unavailable: {exc.reason}"
+    if isinstance(exc, ProcessNotFound):
+        return f"No process {exc.process_id!r} runs in this workspace."
+    detail = getattr(exc, "detail", None)
+    return detail if isinstance(detail, str) else str(exc)
 
 
-async def _workspace_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, WorkspaceError)
-    status, title = next(
-        ((status, title) for kind, status, title in WORKSPACE_ERRORS if isinstance(exc, kind)),
-        (400, "Workspace error"),
-    )
+def _decorations(exc: Exception, status: int) -> tuple[dict[str, str], dict[str, Any]]:
+    """The headers and extra body fields some errors carry besides status and title."""
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
-    if isinstance(exc, LeaseLost | WorkspaceUnavailable):
-        # The workspace's session is moving to another host; the next attempt reaches it.
-        log.warning("workspace.lease_lost", detail=exc.detail)
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        # A session moving to another host, a sandbox lost: the next attempt succeeds.
         headers["Retry-After"] = "1"
+    if isinstance(exc, AccountError) and exc.code is not None:
+        extra["code"] = exc.code
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     elif isinstance(exc, PreconditionFailed) and exc.current_sha256 is not None:
         headers["ETag"] = f'"{exc.current_sha256}"'
         extra["current_sha256"] = exc.current_sha256
@@ -235,33 +225,22 @@ async def _workspace_error(request: Request, exc: Exception) -> Response:
         extra["limit_bytes"] = exc.limit_bytes
         if exc.limit_files is not None:
             extra["limit_files"] = exc.limit_files
-    return problem(
-        status,
-        title,
-        exc.detail,
-        request_id=_request_id(request),
-        headers=headers,
-        extra=extra,
-    )
+    return headers, extra
 
 
-async def _sandbox_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, SandboxError)
+async def _domain_error(request: Request, exc: Exception) -> Response:
     status, title = next(
-        ((status, title) for kind, status, title in SANDBOX_ERRORS if isinstance(exc, kind)),
-        (500, "Sandbox error"),
+        (status, title) for kind, status, title in DOMAIN_ERRORS if isinstance(exc, kind)
     )
-    if isinstance(exc, SandboxUnavailable):
-        detail = f"sandbox backend unavailable: {exc.reason}"
-    elif isinstance(exc, ProcessNotFound):
-        detail = f"No process {exc.process_id!r} runs in this workspace."
-    else:
-        detail = str(exc)
-    headers: dict[str, str] = {}
+    detail = _detail(exc)
     if status == 503:
-        log.warning("sandbox.unavailable", error=type(exc).__name__, detail=detail)
-        headers["Retry-After"] = "1"
-    return problem(status, title, detail, request_id=_request_id(request), headers=headers)
+        log.warning("domain.unavailable", error=type(exc).__name__, detail=detail)
+    elif status >= 500:
+        log.error("domain.error", error=type(exc).__name__, detail=detail)
+    headers, extra = _decorations(exc, status)
+    return problem(
+        status, title, detail, request_id=_request_id(request), headers=headers, extra=extra
+    )
 
 
 async def _state_error(request: Request, exc: Exception) -> Response:
@@ -303,8 +282,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(AccountError, _account_error)
-    app.add_exception_handler(WorkspaceError, _workspace_error)
+    for base in (AccountError, WorkspaceError, SandboxError):
+        app.add_exception_handler(base, _domain_error)
     app.add_exception_handler(StateError, _state_error)
-    app.add_exception_handler(SandboxError, _sandbox_error)
     app.add_exception_handler(Exception, _unexpected)
