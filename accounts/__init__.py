@@ -1,4 +1,4 @@
-"""Accounts: users, credentials, tokens and (later) roles and the permission policy."""
+"""Accounts: users, credentials, tokens, sessions, revocation, roles and the permission policy."""
 
 from accounts.errors import (
     AccountError,

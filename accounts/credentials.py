@@ -122,7 +122,7 @@ class CredentialService:
                 raise EmailTokenInvalid()
             if user.email_verified_at is None:
                 user.email_verified_at = utcnow()
-        self._accounts.forget_user(user_id)
+        await self._accounts.forget_user(user_id)
         return user_id
 
     # -- password reset -------------------------------------------------------------------------
@@ -264,6 +264,6 @@ class CredentialService:
                     token_epoch=User.token_epoch + 1,
                 )
             )
-        self._accounts.forget_user(user_id)
+        await self._accounts.forget_user(user_id)
         log.info("account.deleted", user_id=user_id, workspaces=len(owned))
         return owned

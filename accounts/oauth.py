@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from accounts.errors import OAuthFailed, OAuthUnavailable
+from accounts.revocation import Revocations
 from accounts.service import normalize_email
 from accounts.settings import OAuthProviderSettings, OAuthSettings
 from state.db import Database
@@ -72,11 +73,14 @@ class OAuthService:
         settings: OAuthSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self._db = db
         self._kv = kv
         self._settings = settings
         self._transport = transport
+        # Where a pre-hijacked account's sign-ins are revoked at once (every replica).
+        self._revocations = revocations
 
     def _provider(self, provider: str) -> OAuthProviderSettings:
         if provider not in PROVIDERS:
@@ -254,6 +258,7 @@ class OAuthService:
             async with self._db.session() as session, session.begin():
                 existing = await session.scalar(select(User).where(User.email.in_(emails)))
                 created = existing is None
+                taken_over = False
                 if existing is None:
                     user = User(
                         id=new_id(),
@@ -266,7 +271,8 @@ class OAuthService:
                     await session.flush()
                 else:
                     user = existing
-                    if user.email_verified_at is None:
+                    taken_over = user.email_verified_at is None
+                    if taken_over:
                         # Whoever registered this address never proved it: they lose access.
                         user.password_hash = None
                         user.email_verified_at = now
@@ -288,5 +294,7 @@ class OAuthService:
                 user_id = user.id
         except IntegrityError as exc:  # a concurrent first sign-in of the same identity
             raise OAuthFailed("A concurrent sign-in linked this account; try again.") from exc
+        if taken_over and self._revocations is not None:
+            await self._revocations.revoke(user_id)
         log.info("oauth.linked", provider=identity.provider, created=created)
         return OAuthSignIn(user_id=user_id, created=created, linked=True)

@@ -1,24 +1,10 @@
 """The permission policy: who may do what, in one place.
 
-``can(role, action)`` answers for workspace roles (Lovable's matrix), ``can_org`` for
-organisation roles. ``ROUTES`` declares, for every HTTP and WebSocket route of the gateway, what
-it needs: the gateway enforces it before any handler runs, realtime handlers consult ``can``,
-and the authorization-matrix test derives each route's expected answers from it. A route
-missing here is refused at runtime (403) and fails that test.
-
-Workspace matrix (✓ allowed)::
-
-    action            owner admin editor viewer
-    read                ✓     ✓     ✓      ✓     files, versions, members, presence
-    edit                ✓     ✓     ✓            write files, rename, restore, live edits
-    run                 ✓     ✓     ✓            exec, processes, terminal, agent runs
-    list_secrets        ✓     ✓     ✓            names only (to ask for them in exec)
-    deploy              ✓     ✓     ✓
-    manage_members      ✓     ✓                  invite, change roles, remove
-    manage_secrets      ✓     ✓                  create, replace, delete secrets
-    view_audit          ✓     ✓
-    delete              ✓     ✓
-    transfer            ✓                        transfer ownership
+``can(role, action)`` answers for workspace roles (Lovable's matrix, ``WORKSPACE_MATRIX``),
+``can_org`` for organisation roles. ``ROUTES`` declares, for every HTTP and WebSocket route of
+the gateway, what it needs: the gateway enforces it before any handler runs, realtime handlers
+consult ``can``, and the authorization-matrix test derives each route's expected answers from
+it. A route missing here is refused at runtime (403) and fails that test.
 """
 
 from __future__ import annotations
@@ -27,9 +13,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "ORG_MATRIX",
     "ORG_ROLES",
     "ROLES",
     "ROUTES",
+    "WORKSPACE_MATRIX",
     "Action",
     "LimitClass",
     "OrgAction",
@@ -59,51 +47,52 @@ LimitClass = Literal["auth", "read", "write", "ai"]
 ROLES: tuple[str, ...] = ("owner", "admin", "editor", "viewer")
 ORG_ROLES: tuple[str, ...] = ("owner", "admin", "member")
 
-_MATRIX: dict[str, frozenset[str]] = {
-    "owner": frozenset(
-        {
-            "read",
-            "edit",
-            "run",
-            "list_secrets",
-            "deploy",
-            "manage_members",
-            "manage_secrets",
-            "view_audit",
-            "delete",
-            "transfer",
-        }
-    ),
-    "admin": frozenset(
-        {
-            "read",
-            "edit",
-            "run",
-            "list_secrets",
-            "deploy",
-            "manage_members",
-            "manage_secrets",
-            "view_audit",
-            "delete",
-        }
-    ),
-    "editor": frozenset({"read", "edit", "run", "list_secrets", "deploy"}),
-    "viewer": frozenset({"read"}),
+Y, N = True, False
+
+# fmt: off
+# One row per action, one column per role (in the order of ROLES / ORG_ROLES).
+WORKSPACE_MATRIX: dict[str, tuple[bool, ...]] = {
+    #                  owner admin editor viewer
+    "read":           (Y,    Y,    Y,     Y),  # files, versions, members, presence
+    "edit":           (Y,    Y,    Y,     N),  # write files, rename, restore, live edits
+    "run":            (Y,    Y,    Y,     N),  # exec, processes, terminal, agent runs
+    "list_secrets":   (Y,    Y,    Y,     N),  # names only (to ask for them in exec)
+    "deploy":         (Y,    Y,    Y,     N),
+    "manage_members": (Y,    Y,    N,     N),  # invite, change roles, remove
+    "manage_secrets": (Y,    Y,    N,     N),  # create, replace, delete secrets
+    "view_audit":     (Y,    Y,    N,     N),
+    "delete":         (Y,    Y,    N,     N),
+    "transfer":       (Y,    N,    N,     N),  # hand ownership to another member
 }
-_ORG_MATRIX: dict[str, frozenset[str]] = {
-    "owner": frozenset({"read", "manage_members", "delete"}),
-    "admin": frozenset({"read", "manage_members"}),
-    "member": frozenset({"read"}),
+ORG_MATRIX: dict[str, tuple[bool, ...]] = {
+    #                  owner admin member
+    "read":           (Y,    Y,    Y),
+    "manage_members": (Y,    Y,    N),
+    "delete":         (Y,    N,    N),
 }
+# fmt: on
+
+
+def _by_role(
+    matrix: dict[str, tuple[bool, ...]], roles: tuple[str, ...]
+) -> dict[str, frozenset[str]]:
+    return {
+        role: frozenset(action for action, allowed in matrix.items() if allowed[column])
+        for column, role in enumerate(roles)
+    }
+
+
+_ALLOWED = _by_role(WORKSPACE_MATRIX, ROLES)
+_ORG_ALLOWED = _by_role(ORG_MATRIX, ORG_ROLES)
 
 
 def can(role: str | None, action: str) -> bool:
     """True when a workspace member with ``role`` may perform ``action``."""
-    return role is not None and action in _MATRIX.get(role, frozenset())
+    return role is not None and action in _ALLOWED.get(role, frozenset())
 
 
 def can_org(role: str | None, action: str) -> bool:
-    return role is not None and action in _ORG_MATRIX.get(role, frozenset())
+    return role is not None and action in _ORG_ALLOWED.get(role, frozenset())
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +145,14 @@ def _account(limit: LimitClass = "write") -> RouteRule:
     return RouteRule("user", action="account", limit=limit, session_only=True)
 
 
+def _ai(limit: LimitClass = "read") -> RouteRule:
+    return RouteRule("user", action="ai", scopes=(AI,), limit=limit)
+
+
+def _org(action: str) -> RouteRule:
+    return RouteRule("org", action=action, limit="read" if action == "read" else "write")
+
+
 WS = "/api/workspaces/{workspace_id}"
 
 ROUTES: dict[tuple[str, str], RouteRule] = {
@@ -179,7 +176,10 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/auth/logout"): RouteRule("user", action="account", limit="auth"),
     ("GET", "/api/auth/me"): RouteRule("user"),
     ("DELETE", "/api/auth/me"): _account(),
-    ("POST", "/api/auth/api-keys"): RouteRule("user", action="account", limit="write"),
+    # Keys are managed from a signed-in session only: a leaked key cannot mint or revoke keys.
+    ("POST", "/api/auth/api-keys"): _account("write"),
+    ("GET", "/api/auth/api-keys"): _account("read"),
+    ("DELETE", "/api/auth/api-keys/{key_id}"): _account("write"),
     ("POST", "/api/auth/verify-email/send"): _account("auth"),
     ("POST", "/api/auth/password"): _account("auth"),
     ("GET", "/api/auth/sessions"): _account("read"),
@@ -193,6 +193,10 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", WS): _ws("read"),
     ("PATCH", WS): _ws("edit"),
     ("DELETE", WS): _ws("delete"),
+    # Handing a workspace to someone else needs the owner's own sign-in, not an API key.
+    ("POST", WS + "/transfer"): RouteRule(
+        "workspace", action="transfer", scopes=(W_WS,), limit="write", session_only=True
+    ),
     ("GET", WS + "/members"): _ws("read"),
     ("PUT", WS + "/members"): _ws("manage_members"),
     # Removing oneself is allowed to any member; the handler checks the rest.
@@ -230,13 +234,11 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("MOUNT", "/socket.io"): RouteRule("user", action="read"),
     ("WEBSOCKET", "/collab/{workspace_id}/{path:path}"): _ws("edit"),
     # AI
-    ("POST", "/v1/chat/completions"): RouteRule("user", action="ai", scopes=(AI,), limit="ai"),
-    ("GET", "/v1/models"): RouteRule("user", action="ai", scopes=(AI,)),
-    ("POST", "/api/ai/provider-keys"): RouteRule("user", action="ai", scopes=(AI,), limit="write"),
-    ("GET", "/api/ai/provider-keys"): RouteRule("user", action="ai", scopes=(AI,)),
-    ("DELETE", "/api/ai/provider-keys/{key_id}"): RouteRule(
-        "user", action="ai", scopes=(AI,), limit="write"
-    ),
+    ("POST", "/v1/chat/completions"): _ai("ai"),
+    ("GET", "/v1/models"): _ai(),
+    ("POST", "/api/ai/provider-keys"): _ai("write"),
+    ("GET", "/api/ai/provider-keys"): _ai(),
+    ("DELETE", "/api/ai/provider-keys/{key_id}"): _ai("write"),
     # agent runs (run routes find the run's workspace and answer 404 to non-members)
     ("POST", "/api/ai/execute"): RouteRule("user", action="run", scopes=(AI, W_WS), limit="ai"),
     ("POST", WS + "/agent/runs"): _ws("run", limit="ai", extra_scopes=(AI,)),
@@ -250,14 +252,10 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     # organisations and invitations
     ("POST", "/api/orgs"): RouteRule("user", action="create", limit="write", session_only=True),
     ("GET", "/api/orgs"): RouteRule("user"),
-    ("GET", "/api/orgs/{org_id}"): RouteRule("org", action="read"),
-    ("GET", "/api/orgs/{org_id}/members"): RouteRule("org", action="read"),
-    ("DELETE", "/api/orgs/{org_id}/members/{user_id}"): RouteRule(
-        "org", action="manage_members", limit="write"
-    ),
-    ("POST", "/api/orgs/{org_id}/invitations"): RouteRule(
-        "org", action="manage_members", limit="write"
-    ),
+    ("GET", "/api/orgs/{org_id}"): _org("read"),
+    ("GET", "/api/orgs/{org_id}/members"): _org("read"),
+    ("DELETE", "/api/orgs/{org_id}/members/{user_id}"): _org("manage_members"),
+    ("POST", "/api/orgs/{org_id}/invitations"): _org("manage_members"),
     ("POST", "/api/invitations/accept"): _account(),
     # operators
     ("GET", "/api/admin/sessions"): RouteRule("admin", scopes=("admin",)),

@@ -4,7 +4,7 @@ Failed password attempts are counted in three places (the key-value store, so ev
 sees them, with a one-hour memory):
 
 * per (email, ip): after ``PAIR_FREE`` failures each further attempt from that address at that
-  account must wait 2^(n - free) seconds (capped at 15 minutes) after the previous failure;
+  account must wait 2^(n - free + 1) seconds (capped at 15 minutes) after the previous failure;
 * per ip: after ``IP_FREE`` failures on any accounts, the same progression for the address;
 * per email, over all addresses: after ``EMAIL_FREE`` failures the progression applies to
   addresses that have NOT signed in to this account successfully before.
@@ -18,7 +18,6 @@ The check runs before the password is verified, so throttled attempts cost no ar
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import dataclass
 
@@ -52,24 +51,31 @@ def _digest(value: str) -> str:
 
 
 class LoginThrottle:
+    """Counts failures with the store's atomic ``incr``: concurrent failures are all counted.
+
+    Each counter is two keys: ``<key>`` (the failure count) and ``<key>:last`` (the time of the
+    latest failure, written before the count moves, so a reader never pairs a new count with
+    a missing time).
+    """
+
     def __init__(self, kv: KeyValueStore) -> None:
         self._kv = kv
 
     def _keys(self, email: str, ip: str) -> tuple[str, str, str, str]:
         account = _digest(email.strip().lower())
         return (
-            f"login:pair:{account}:{ip}",
-            f"login:ip:{ip}",
-            f"login:email:{account}",
+            f"login:fail:pair:{account}:{ip}",
+            f"login:fail:ip:{ip}",
+            f"login:fail:email:{account}",
             f"login:known:{account}:{ip}",
         )
 
     async def _read(self, key: str) -> _Counter:
-        raw = await self._kv.get(key)
-        if raw is None:
+        count = await self._kv.get(key)
+        if count is None:
             return _Counter(0, 0.0)
-        data = json.loads(raw)
-        return _Counter(int(data["n"]), float(data["t"]))
+        last = await self._kv.get(f"{key}:last")
+        return _Counter(int(count), float(last) if last is not None else time.time())
 
     async def check(self, email: str, ip: str) -> None:
         """Raise ``RateLimited`` when this attempt must wait."""
@@ -86,14 +92,14 @@ class LoginThrottle:
             raise RateLimited(wait, "Too many failed sign-in attempts; wait before trying again.")
 
     async def failure(self, email: str, ip: str) -> None:
-        now = time.time()
+        now = str(time.time()).encode()
         for key in self._keys(email, ip)[:3]:
-            counter = await self._read(key)
-            value = json.dumps({"n": counter.failures + 1, "t": now}).encode()
-            await self._kv.set(key, value, ttl_s=MEMORY_S)
+            await self._kv.set(f"{key}:last", now, ttl_s=MEMORY_S)
+            await self._kv.incr(key, ttl_s=MEMORY_S)
 
     async def success(self, email: str, ip: str) -> None:
         pair_key, _ip_key, email_key, known_key = self._keys(email, ip)
-        await self._kv.delete(pair_key)
-        await self._kv.delete(email_key)
+        for key in (pair_key, email_key):
+            await self._kv.delete(key)
+            await self._kv.delete(f"{key}:last")
         await self._kv.set(known_key, b"1", ttl_s=KNOWN_ADDRESS_S)

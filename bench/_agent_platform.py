@@ -3,8 +3,9 @@
 An ``AgentHostCore`` with the platform's default ``AgentSettings`` over a fresh SQLite database
 and local blob store in a temp dir, writing through a ``LocalWorkspaceWriter`` (an in-process
 ``WorkspaceHostCore``, what a ``WorkspaceHost`` actor runs, minus Ray), and calling the model
-through the real ``LLMRouter`` (usage recorded, budgets checked, users' provider keys looked up,
-as ``open_llm_router`` builds it) over ``LiteLLMBackend`` against the fake model server.
+through the real ``LLMRouter`` (budgets checked, users' provider keys looked up, as
+``open_llm_router`` builds it; the run stores each call's usage record with its log) over
+``LiteLLMBackend`` against the fake model server.
 
 The backend is wrapped in ``TimedBackend``, which records when each model call started and
 ended and what it sent: the model-call time that is subtracted from a step, and the requests
@@ -115,7 +116,7 @@ async def agent_platform(data_dir: Path, model_base_url: str) -> AsyncIterator[P
     from actors.workspace import LocalWorkspaceWriter, WorkspaceHostCore, WorkspaceReader
     from actors.workspace.catalog import WorkspaceCatalog
     from cluster.settings import load_settings
-    from serve_apps.llm_router.provider_keys import KeyCipher, ProviderKeyStore
+    from serve_apps.llm_router.provider_keys import open_provider_key_store
     from serve_apps.llm_router.router import LLMRouter, open_backend
     from serve_apps.llm_router.usage import UsageRecorder
     from state.blobs import open_blob_store
@@ -139,9 +140,7 @@ async def agent_platform(data_dir: Path, model_base_url: str) -> AsyncIterator[P
         backend = TimedBackend(inner)
         await inner.start()  # import litellm and build its Router before anything is timed
         llm = settings.llm
-        keys = None
-        if llm.key_encryption_key is not None:
-            keys = ProviderKeyStore(db, KeyCipher(llm.key_encryption_key))
+        keys = open_provider_key_store(db, llm)
         router = LLMRouter(backend, settings=llm, recorder=UsageRecorder(db), keys=keys)
         store = RunStore(db)
         host = await stack.enter_async_context(

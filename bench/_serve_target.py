@@ -17,6 +17,10 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
+# The repository first: this folder's sandbox.py (a bench script) must not shadow the `sandbox`
+# package, here or in the Ray workers that inherit this sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)

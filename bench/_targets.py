@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -46,11 +47,23 @@ class Target:
     log_path: Path
 
 
+# The server binds its port ~20 s after we pick it (Ray starts first). A kernel-chosen port is an
+# ephemeral one (32768-60999), as are the ports other Ray clusters on the machine keep binding,
+# so one of them could take it and the bench would talk to someone else's server. Ray's worker
+# ports are 10002-19999: pick from the range between.
+_PORT_RANGE = (20000, 32000)
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    for _ in range(100):
+        port = random.randrange(*_PORT_RANGE)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORT_RANGE}")
 
 
 def _die_with_parent() -> None:

@@ -1,6 +1,6 @@
 """Sign-in and bearer-token costs: what a login and a token check spend, beside their floors.
 
-    .venv/bin/python bench/auth.py [--quick] [--output docs/benchmarks.md]
+    .venv/bin/python bench/auth.py [--quick] [--redis-url redis://...] [--output docs/benchmarks.md]
 
 Everything runs in this process on a fresh SQLite database in a temp dir, with the argon2id
 parameters and token settings the platform resolves from the environment (``load_settings``),
@@ -11,7 +11,9 @@ so an operator's ``VIBECODE_AUTH__ARGON2_*`` is what gets measured. Measured in 
   login of an unknown email (which must cost the same: the service verifies a dummy hash);
 - argon2id hash and verify alone, beside ``hashlib.sha256`` of the same password (the floor);
 - ``AccessTokenCodec.verify`` and ``AccountService.authenticate`` (user and session caches
-  warm), beside ``jwt.decode`` with the signature check only and an HMAC-SHA256 of the token.
+  warm; the revocation generation in the in-process store, and with ``--redis-url`` also on
+  that Redis, as a deployment with Redis reads it once per request), beside ``jwt.decode``
+  with the signature check only and an HMAC-SHA256 of the token.
 
 Tables are printed and, unless ``--output -``, written into the "Auth" section of
 ``docs/benchmarks.md``. Takes well under a minute on 2 cores.
@@ -32,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jwt
 from rich.console import Console
@@ -43,6 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _report import environment_facts, write_section
 from _throughput import percentile_ms
+
+if TYPE_CHECKING:
+    from accounts.settings import AuthSettings
+    from state.db import Database
 
 console = Console()
 
@@ -112,7 +119,9 @@ async def _timed_async(
     return tuple(samples), time.perf_counter() - started
 
 
-async def _measure(plan: Plan, data_dir: Path) -> tuple[list[Row], dict[str, object]]:
+async def _measure(
+    plan: Plan, data_dir: Path, redis_url: str | None = None
+) -> tuple[list[Row], dict[str, object]]:
     from accounts.errors import InvalidCredentials
     from accounts.service import AccountService
     from accounts.tokens import AccessTokenCodec
@@ -182,6 +191,8 @@ async def _measure(plan: Plan, data_dir: Path) -> tuple[list[Row], dict[str, obj
         )
         samples, _ = await _timed_async(lambda: service.authenticate(token), plan.verifies)
         rows.append(Row("token", "AccountService.authenticate (caches warm)", samples))
+        if redis_url is not None:
+            rows.append(await _authenticate_on_redis(db, auth, token, redis_url, plan.verifies))
         rows.append(
             Row(
                 "token",
@@ -208,6 +219,23 @@ async def _measure(plan: Plan, data_dir: Path) -> tuple[list[Row], dict[str, obj
         return rows, params
     finally:
         await db.close()
+
+
+async def _authenticate_on_redis(
+    db: Database, auth: AuthSettings, token: str, redis_url: str, count: int
+) -> Row:
+    """``authenticate`` as a replica with Redis runs it: one GET of the revocation generation."""
+    from accounts.service import AccountService
+    from state.kv.redis import RedisKeyValueStore
+
+    kv = RedisKeyValueStore(redis_url, key_prefix="bench-auth:")
+    try:
+        service = AccountService(db, auth, kv=kv)
+        await service.authenticate(token)
+        samples, _ = await _timed_async(lambda: service.authenticate(token), count)
+    finally:
+        await kv.close()
+    return Row("token", "AccountService.authenticate (caches warm, generation on Redis)", samples)
 
 
 HEADERS = ["Measurement", "n", "p50 ms", "p99 ms", "per second"]
@@ -291,9 +319,11 @@ def _section(argv: list[str], rows: list[Row], params: dict[str, object], took_s
         "",
         "Access tokens are HS256 JWTs checked without any I/O: `AccessTokenCodec.verify` is "
         "PyJWT's decode (signature, `exp`, `iss`, `aud`, required claims) plus building the "
-        "claims; `authenticate` adds the user and session cache lookups and the `token_epoch` "
-        "check. Their cost over the bare HMAC is PyJWT's JSON and base64 parsing and claim "
-        "validation.",
+        "claims; `authenticate` adds the read of the user's revocation generation "
+        "(`accounts/revocation.py`: in-process here; one Redis GET per request on a replica "
+        "with Redis, the row on Redis when measured), the user and session cache lookups and "
+        "the `token_epoch` check. Their cost over the bare HMAC is PyJWT's JSON and base64 "
+        "parsing and claim validation.",
         "",
         *(f"- {name}: {facts[name]}" for name in ("Date", "Machine", "Python")),
         f"- argon2-cffi {version('argon2-cffi')}, PyJWT {version('pyjwt')}, "
@@ -318,12 +348,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="small counts, prints only")
     parser.add_argument("--output", default=None, help="markdown file to update; '-' to print only")
+    parser.add_argument("--redis-url", default=None, help="also time authenticate on this Redis")
     args = parser.parse_args(argv)
     output = args.output or ("-" if args.quick else "docs/benchmarks.md")
     begun = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="vc-auth-"))
     try:
-        rows, params = asyncio.run(_measure(QUICK if args.quick else FULL, scratch / "data"))
+        rows, params = asyncio.run(
+            _measure(QUICK if args.quick else FULL, scratch / "data", args.redis_url)
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     took_s = time.monotonic() - begun

@@ -6,6 +6,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Annotated
 
 import click
@@ -95,11 +96,16 @@ def make_admin(
 async def _set_admin(settings: Settings, email: str, *, admin: bool) -> UserInfo:
     from accounts.service import AccountService
     from state.db import Database
+    from state.kv import open_kv
 
     database = Database.from_settings(settings.db)
+    # With Redis, the replicas see the change on their next request (revocation generation).
+    kv = open_kv(settings.redis)
     try:
-        return await AccountService(database, settings.auth).set_admin(email, admin=admin)
+        service = AccountService(database, settings.auth, kv=kv)
+        return await service.set_admin(email, admin=admin)
     finally:
+        await kv.close()
         await database.close()
 
 
@@ -109,25 +115,38 @@ app.add_typer(secrets_app, name="secrets")
 
 @secrets_app.command("rotate")
 def rotate_secrets() -> None:
-    """Re-seal every workspace secret and TOTP secret with the newest key.
+    """Re-seal every workspace secret, TOTP secret and provider key with the newest key.
 
     Put the new key first in VIBECODE_SECRETS__KEYS (keep the old ones after it), deploy, run
     this, then drop the old keys. The platform keeps serving throughout: every key opens.
+    Provider keys stored before versioned keys need VIBECODE_LLM__KEY_ENCRYPTION_KEY until this
+    has run once.
     """
     import asyncio
 
     settings = _settings()
     configure_logging(settings.log, production=settings.environment == "production")
-    workspace_rows, totp_rows = asyncio.run(_rotate(settings))
-    out.print(f"re-sealed {workspace_rows} workspace secrets and {totp_rows} TOTP secrets")
+    counts = asyncio.run(_rotate(settings))
+    out.print(
+        f"re-sealed {counts.workspace_secrets} workspace secrets, {counts.totp_secrets} TOTP "
+        f"secrets and {counts.provider_keys} provider keys"
+    )
 
 
-async def _rotate(settings: Settings) -> tuple[int, int]:
+@dataclass(frozen=True, slots=True)
+class RotationCounts:
+    workspace_secrets: int
+    totp_secrets: int
+    provider_keys: int
+
+
+async def _rotate(settings: Settings) -> RotationCounts:
     from sqlalchemy import select
 
     from accounts.twofactor import TwoFactor
     from accounts.vault import SecretsStore
     from serve_apps.gateway.security import secrets_cipher
+    from serve_apps.llm_router.provider_keys import open_provider_key_store
     from state.db import Database
     from state.models import User
 
@@ -142,7 +161,9 @@ async def _rotate(settings: Settings) -> tuple[int, int]:
                 await session.scalars(select(User.id).where(User.totp_secret_enc.is_not(None)))
             )
         totp_rows = sum([await two_factor.reseal(user_id) for user_id in user_ids])
-        return workspace_rows, totp_rows
+        provider_keys = open_provider_key_store(database, resolved.llm)
+        provider_rows = await provider_keys.rotate() if provider_keys is not None else 0
+        return RotationCounts(workspace_rows, totp_rows, provider_rows)
     finally:
         await database.close()
 

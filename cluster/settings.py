@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from accounts.crypto import derive_key_spec
 from accounts.settings import AuthSettings, SecretsSettings
 from actors.agent.settings import AgentSettings
 from actors.workspace.settings import WorkspaceSettings
@@ -145,8 +146,9 @@ class Settings(BaseSettings):
         )
 
     def _resolved_llm(self, auth: AuthSettings) -> LLMSettings:
-        """The model file made absolute; the demo on in development unless set; in development
-        a provider-key encryption key derived from the JWT secret unless one is set."""
+        """The model file made absolute; the demo on in development unless set; the keys that
+        seal provider keys: the secrets keys unless set (in development, derived from the JWT
+        secret like the gateway's), plus the pre-versioned single key derived in development."""
         llm = self.llm
         update: dict[str, object] = {}
         config_path = self.llm_config or llm.config_path
@@ -154,14 +156,20 @@ class Settings(BaseSettings):
             update["config_path"] = config_path.expanduser().resolve()
         if llm.demo is None:
             update["demo"] = self.environment == "development"
-        if (
-            llm.key_encryption_key is None
-            and self.environment == "development"
-            and auth.jwt_secret is not None
-        ):
-            update["key_encryption_key"] = derive_key_encryption_key(
-                auth.jwt_secret.get_secret_value()
-            )
+        dev_secret = (
+            auth.jwt_secret.get_secret_value()
+            if self.environment == "development" and auth.jwt_secret is not None
+            else None
+        )
+        if llm.key_encryption_key is None and dev_secret is not None:
+            update["key_encryption_key"] = derive_key_encryption_key(dev_secret)
+        if not llm.key_encryption_keys:
+            # The secrets keys (the gateway derives the same one from the JWT secret when none
+            # is configured), so one rotation covers workspace secrets and provider keys.
+            keys = list(self.secrets.keys)
+            if not keys and dev_secret is not None:
+                keys = [SecretStr(derive_key_spec(dev_secret))]
+            update["key_encryption_keys"] = keys
         return llm.model_copy(update=update)
 
     def _resolved_sandbox(self, data_dir: Path) -> SandboxSettings:

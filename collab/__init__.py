@@ -10,7 +10,7 @@ from collab.awareness import (
     encode_awareness_update,
 )
 from collab.document import CONTENT, TextDocument, text_edits
-from collab.errors import CollabError, MalformedMessage
+from collab.errors import CollabError, MalformedMessage, SequenceTaken
 from collab.persistence import DocumentStore, MemoryDocumentStore, StoredDocument
 from collab.protocol import (
     ACK,
@@ -45,6 +45,7 @@ __all__ = [
     "Peer",
     "Room",
     "Rooms",
+    "SequenceTaken",
     "StoredDocument",
     "SyncType",
     "TextDocument",

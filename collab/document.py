@@ -10,13 +10,15 @@ import difflib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from pycrdt import Doc, Text, TransactionEvent
+from pycrdt import Doc, Text, TransactionEvent, get_update
 
 from collab.errors import MalformedMessage
 
 __all__ = ["CONTENT", "TextDocument", "text_edits"]
 
 CONTENT = "content"
+# A Yjs v1 update with no items and no deletions.
+_EMPTY_UPDATE = b"\x00\x00"
 # Above this many differing characters the edit is one replacement (difflib is quadratic).
 _FINE_DIFF_CHARS = 4000
 
@@ -100,6 +102,22 @@ class TextDocument:
                 raise MalformedMessage(f"invalid Yjs update: {exc}") from None
         return _merge(captured)
 
+    def lacks_dependencies(self, update: bytes) -> bool:
+        """True if ``update`` holds items this document could not integrate (yet).
+
+        Yjs integrates a client's items in clock order: an update whose earlier items never
+        arrived stays pending inside the document, invisible to ``encode_state``, until they do.
+        Call after ``apply_update``. Deletions are not checked (they cannot be told apart cheaply).
+        """
+        if update == _EMPTY_UPDATE:
+            return False
+        try:
+            missing = get_update(update, self._doc.get_state())
+        except ValueError as exc:
+            raise MalformedMessage(f"invalid Yjs update: {exc}") from None
+        # A v1 update starts with the number of clients it has items of.
+        return bool(missing) and missing[0] != 0
+
     def set_text(self, new: str) -> bytes | None:
         """Edit the text into ``new`` with a minimal diff; return the update (None if equal)."""
         old = self.text
@@ -138,7 +156,7 @@ class TextDocument:
 
 
 def _merge(updates: list[bytes]) -> bytes | None:
-    real = [u for u in updates if u != b"\x00\x00"]
+    real = [u for u in updates if u != _EMPTY_UPDATE]
     if not real:
         return None
     if len(real) == 1:

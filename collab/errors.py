@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CollabError", "MalformedMessage"]
+__all__ = ["CollabError", "MalformedMessage", "SequenceTaken"]
 
 
 class CollabError(Exception):
@@ -15,3 +15,8 @@ class CollabError(Exception):
 
 class MalformedMessage(CollabError):
     """Bytes that are not a well-formed y-protocols message (truncated, overlong varint, ...)."""
+
+
+class SequenceTaken(CollabError):
+    """A document store already holds an update under that sequence number: another writer
+    appended to the document (its owner moved), so the caller's view of it is stale."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from collab.errors import SequenceTaken
+
 __all__ = ["DocumentStore", "MemoryDocumentStore", "StoredDocument"]
 
 
@@ -43,7 +45,8 @@ class DocumentStore(Protocol):
         *,
         synced: tuple[str, ...] | None = None,
     ) -> None:
-        """Store ``update`` as number ``seq`` (durable on return); a taken ``seq`` raises.
+        """Store ``update`` as number ``seq`` (durable on return); a taken ``seq`` raises
+        ``SequenceTaken``.
 
         ``synced`` (when given) replaces the file contents the document accounts for.
         """
@@ -94,7 +97,7 @@ class MemoryDocumentStore:
     ) -> None:
         entry = self._docs.setdefault((workspace_id, path), _Entry())
         if seq in entry.updates or seq <= entry.snapshot_seq:
-            raise ValueError(f"update {seq} of {path!r} is already stored")
+            raise SequenceTaken(f"update {seq} of {path!r} is already stored")
         entry.updates[seq] = bytes(update)
         if synced is not None:
             entry.synced = synced

@@ -98,7 +98,7 @@ def release_host_mounts(settings: SandboxSettings) -> int:
     many mounts were detached."""
     match settings.backend:
         case BubblewrapSettings() | DockerSettings() as chosen:
-            from sandbox.bubblewrap.mounts import unmount_under
+            from sandbox.mounts import unmount_under
 
             if not chosen.state_dir.exists():
                 return 0

@@ -9,20 +9,18 @@ Commands run as the calling user with the host's filesystem: tests only, which i
 from __future__ import annotations
 
 import asyncio
-import inspect
-import json
+import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from sandbox import supervisor
+from sandbox.launch import PATH, CompiledSupervisor
 from sandbox.settings import FakeSettings
-from sandbox.supervised import Launched, RunningSandbox, SupervisedBackend
+from sandbox.supervised import Launched, RunningSandbox, SupervisedBackend, new_sandbox_id
 from sandbox.types import SandboxSpec
 
 __all__ = ["FakeBackend"]
-
-_SOURCE = inspect.getsource(supervisor)
 
 
 class FakeBackend(SupervisedBackend):
@@ -31,19 +29,22 @@ class FakeBackend(SupervisedBackend):
     def __init__(self, settings: FakeSettings) -> None:
         super().__init__()
         self._settings = settings
+        self._supervisor = CompiledSupervisor(settings.python_path, backend=self.name)
 
-    async def _launch(self, sandbox_id: str, spec: SandboxSpec) -> tuple[Launched, Any]:
+    async def _launch(self, spec: SandboxSpec) -> tuple[Launched, Any]:
+        sandbox_id = new_sandbox_id()
         empty = tempfile.TemporaryDirectory(prefix=f"{sandbox_id}-")
         scratch = Path(empty.name) / "tmp"  # $TMPDIR: the fake cannot hide the host's /tmp.
         scratch.mkdir()
-        (Path(empty.name) / "workspace").mkdir()
+        (Path(empty.name) / "empty").mkdir()
+        _point(Path(empty.name) / "workspace", Path(empty.name) / "empty")
         limits = spec.limits
         config = {
             "workspace": str(Path(empty.name) / "workspace"),
             "wipe_dirs": [str(scratch)],
             "own_pid_namespace": False,
             "base_env": {
-                "PATH": "/usr/local/bin:/usr/bin:/bin",
+                "PATH": PATH,
                 "LANG": "C.UTF-8",
                 "HOME": str(scratch),
                 "TMPDIR": str(scratch),
@@ -54,20 +55,27 @@ class FakeBackend(SupervisedBackend):
             "output_bytes": limits.output_bytes,
             "log_bytes": limits.output_bytes,
         }
-        process = await asyncio.create_subprocess_exec(
-            str(self._settings.python_path),
-            "-I",
-            "-S",
-            "-c",
-            _SOURCE,
-            json.dumps(config),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={},
-            cwd=empty.name,
-        )
-        return Launched(process, "none"), empty
+        host_end, sandbox_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        code_fd = self._supervisor.code_fd()
+        self._supervisor.write_config(code_fd, config | {"exec_fd": sandbox_end.fileno()})
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._supervisor.argv(code_fd),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={},
+                pass_fds=(code_fd, sandbox_end.fileno()),
+                cwd=empty.name,
+            )
+        except BaseException:
+            host_end.close()
+            empty.cleanup()
+            raise
+        finally:
+            os.close(code_fd)
+            sandbox_end.close()
+        return Launched(sandbox_id, process, "none", host_end), empty
 
     async def _ready(self, sandbox: RunningSandbox) -> None:
         return None
@@ -82,8 +90,17 @@ class FakeBackend(SupervisedBackend):
         sandbox.backend_state.cleanup()
 
     async def _attach(self, sandbox: RunningSandbox, workspace_dir: Path) -> None:
-        await sandbox.channel.call("configure", config={"workspace": str(workspace_dir)})
+        _point(Path(sandbox.backend_state.name) / "workspace", workspace_dir)
 
     async def _detach(self, sandbox: RunningSandbox) -> None:
-        empty = Path(sandbox.backend_state.name) / "workspace"
-        await sandbox.channel.call("configure", config={"workspace": str(empty)})
+        root = Path(sandbox.backend_state.name)
+        _point(root / "workspace", root / "empty")
+
+
+def _point(link: Path, target: Path) -> None:
+    """Make ``link`` (the supervisor's workspace path) a symlink to ``target``, atomically:
+    each command resolves it when it starts."""
+    staged = link.with_name(link.name + ".new")
+    staged.unlink(missing_ok=True)
+    staged.symlink_to(target)
+    staged.replace(link)

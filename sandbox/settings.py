@@ -42,6 +42,12 @@ class BubblewrapSettings(_Section):
     allow_network: bool = False
     workspace_check_interval_s: float = Field(1.0, gt=0.0)
     create_timeout_s: float = Field(10.0, gt=0.0)
+    prepared_launches: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="launch chains (cgroup entered, root shell waiting) kept ready for creates",
+    )
 
 
 class DockerSettings(_Section):

@@ -1,7 +1,9 @@
-"""What the fake and bubblewrap backends share: a warm sandbox is one supervisor process.
+"""What every backend shares: a warm sandbox is one supervisor process.
 
 ``SupervisedBackend`` implements the whole ``SandboxBackend`` port on top of a
-``SupervisorChannel``; a subclass says how to launch, attach a workspace, and kill.
+``SupervisorChannel``; a subclass says how to launch, attach a workspace, and kill. A launch
+may also hand over an *exec channel* (a socket to the supervisor's exec server): commands go
+there when it is free, and through the main channel otherwise.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import base64
+import socket
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -17,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sandbox.channel import Frame, SupervisorChannel
+from sandbox.channel import ChannelProtocol, Frame, SupervisorChannel, pump
 from sandbox.errors import SandboxCrashed, SandboxNotFound
 from sandbox.types import (
     ExecEvent,
@@ -33,17 +36,23 @@ from sandbox.types import (
     StartRequest,
 )
 
-__all__ = ["Launched", "RunningSandbox", "SupervisedBackend"]
+__all__ = ["Launched", "RunningSandbox", "SupervisedBackend", "new_sandbox_id"]
 
 HOST_TIMEOUT_GRACE_S = 5.0
 """How long past a command's own timeout the host waits before declaring the sandbox hung."""
 STDERR_TAIL_BYTES = 4096
 
 
+def new_sandbox_id() -> str:
+    return "sbx-" + uuid.uuid4().hex[:16]
+
+
 @dataclass
 class Launched:
+    sandbox_id: str
     process: asyncio.subprocess.Process
     limit_enforcement: str
+    exec_socket: socket.socket | None = None  # the host's end of the exec channel
 
 
 @dataclass
@@ -51,6 +60,8 @@ class RunningSandbox:
     info: SandboxInfo
     process: asyncio.subprocess.Process
     channel: SupervisorChannel
+    exec_channel: SupervisorChannel | None = None
+    exec_busy: bool = False
     stderr_tail: bytearray = field(default_factory=bytearray)
     workspace_dir: Path | None = None
     quota_exceeded: bool = False
@@ -86,8 +97,14 @@ class SupervisedBackend(abc.ABC):
                 await self.destroy(sandbox_id)
         finally:
             group, self._group = self._group, None
-            if group is not None:
-                await group.__aexit__(exc_type, exc, tb)
+            try:
+                if group is not None:
+                    await group.__aexit__(exc_type, exc, tb)
+            finally:
+                await self._closed()
+
+    async def _closed(self) -> None:  # noqa: B027 - optional hook, nothing to release here
+        """Once every sandbox and task is gone: release what the backend itself holds."""
 
     def _spawn(self, coro: Any) -> None:
         if self._group is None:
@@ -96,8 +113,9 @@ class SupervisedBackend(abc.ABC):
         self._group.create_task(coro)
 
     @abc.abstractmethod
-    async def _launch(self, sandbox_id: str, spec: SandboxSpec) -> tuple[Launched, Any]:
-        """Start the supervisor; return it and backend state for the other hooks."""
+    async def _launch(self, spec: SandboxSpec) -> tuple[Launched, Any]:
+        """Start the supervisor (naming the sandbox, see ``new_sandbox_id``); return it and
+        backend state for the other hooks."""
 
     @abc.abstractmethod
     async def _ready(self, sandbox: RunningSandbox) -> None:
@@ -132,12 +150,12 @@ class SupervisedBackend(abc.ABC):
         return None
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
-        sandbox_id = "sbx-" + uuid.uuid4().hex[:16]
-        launched, state = await self._launch(sandbox_id, spec)
+        launched, state = await self._launch(spec)
+        sandbox_id = launched.sandbox_id
         process = launched.process
         assert process.stdout is not None
         assert process.stdin is not None
-        channel = SupervisorChannel(sandbox_id, process.stdout, process.stdin)
+        channel = SupervisorChannel(sandbox_id, process.stdin)
         info = SandboxInfo(
             sandbox_id=sandbox_id,
             backend=self.name,
@@ -150,9 +168,11 @@ class SupervisedBackend(abc.ABC):
         )
         sandbox = RunningSandbox(info, process, channel, backend_state=state)
         self._sandboxes[sandbox_id] = sandbox
-        self._spawn(channel.run())
+        self._spawn(pump(process.stdout, channel))
         self._spawn(self._drain_stderr(sandbox))
         try:
+            if launched.exec_socket is not None:
+                sandbox.exec_channel = await _open_exec_channel(sandbox_id, launched.exec_socket)
             await self._ping(sandbox)
             await self._ready(sandbox)
             if spec.workspace_dir is not None:
@@ -191,6 +211,8 @@ class SupervisedBackend(abc.ABC):
             await self._kill(sandbox)
         finally:
             await sandbox.channel.aclose()
+            if sandbox.exec_channel is not None:
+                await sandbox.exec_channel.aclose()
         return True
 
     async def health(self, sandbox_id: str) -> SandboxHealth:
@@ -249,26 +271,49 @@ class SupervisedBackend(abc.ABC):
             "timeout_s": request.timeout_s or sandbox.info.limits.exec_timeout_s,
         }
 
+    def _take_exec_channel(self, sandbox: RunningSandbox) -> SupervisorChannel:
+        """The exec channel when it is free (give it back with ``_return_exec_channel``), else
+        the main one: the exec server runs one command at a time, the front any number."""
+        fast = sandbox.exec_channel
+        if fast is not None and not sandbox.exec_busy and fast.closed_reason is None:
+            sandbox.exec_busy = True
+            return fast
+        return sandbox.channel
+
+    def _return_exec_channel(self, sandbox: RunningSandbox, channel: SupervisorChannel) -> None:
+        """Free once its command ended: a caller may stop listening before (an abandoned
+        stream, a cancelled call) while the exec server still runs it."""
+        if channel is sandbox.exec_channel:
+            channel.when_idle(lambda: setattr(sandbox, "exec_busy", False))
+
     async def exec(self, sandbox_id: str, request: ExecRequest) -> ExecResult:
-        stdout = bytearray()
-        stderr = bytearray()
-        async for event in self.exec_stream(sandbox_id, request):
-            if isinstance(event, OutputChunk):
-                (stdout if event.stream == "stdout" else stderr).extend(event.data)
-            else:
-                return event.model_copy(update={"stdout": bytes(stdout), "stderr": bytes(stderr)})
-        raise SandboxCrashed(sandbox_id, "exec ended without a result")
+        sandbox = self._get(sandbox_id)
+        fields = self._exec_fields(sandbox, request)
+        channel = self._take_exec_channel(sandbox)
+        try:
+            async with asyncio.timeout(fields["timeout_s"] + HOST_TIMEOUT_GRACE_S):
+                frame = await channel.call("exec", stream=False, **fields)
+        except TimeoutError:
+            await self.destroy(sandbox_id)  # The supervisor is hung or hijacked.
+            raise SandboxCrashed(sandbox_id, "no answer past the timeout") from None
+        finally:
+            self._return_exec_channel(sandbox, channel)
+        return self._result(
+            sandbox, frame, stdout=_decode(frame, "stdout"), stderr=_decode(frame, "stderr")
+        )
 
     async def exec_stream(self, sandbox_id: str, request: ExecRequest) -> AsyncIterator[ExecEvent]:
         sandbox = self._get(sandbox_id)
         fields = self._exec_fields(sandbox, request)
-        deadline = time.monotonic() + fields["timeout_s"] + HOST_TIMEOUT_GRACE_S
-        frames: AsyncGenerator[Frame, None] = sandbox.channel.stream("exec", stream=True, **fields)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + fields["timeout_s"] + HOST_TIMEOUT_GRACE_S
+        channel = self._take_exec_channel(sandbox)
+        frames: AsyncGenerator[Frame, None] = channel.stream("exec", stream=True, **fields)
         try:
             while True:
-                remaining = deadline - time.monotonic()
                 try:
-                    frame = await asyncio.wait_for(anext(frames), max(remaining, 0.001))
+                    async with asyncio.timeout_at(deadline):
+                        frame = await anext(frames)
                 except TimeoutError:
                     await self.destroy(sandbox_id)  # The supervisor is hung or hijacked.
                     raise SandboxCrashed(sandbox_id, "no answer past the timeout") from None
@@ -278,11 +323,16 @@ class SupervisedBackend(abc.ABC):
                 yield self._result(sandbox, frame)
                 return
         finally:
+            self._return_exec_channel(sandbox, channel)
             await frames.aclose()
 
-    def _result(self, sandbox: RunningSandbox, frame: Frame) -> ExecResult:
+    def _result(
+        self, sandbox: RunningSandbox, frame: Frame, stdout: bytes = b"", stderr: bytes = b""
+    ) -> ExecResult:
         return ExecResult(
             exit_code=int(frame["exit_code"]),
+            stdout=stdout,
+            stderr=stderr,
             duration_ms=float(frame["duration_ms"]),
             timed_out=bool(frame.get("timed_out")),
             truncated=bool(frame.get("truncated")),
@@ -342,6 +392,18 @@ class SupervisedBackend(abc.ABC):
     async def kill_process(self, sandbox_id: str, process_id: str) -> bool:
         frame = await self._get(sandbox_id).channel.call("kill", process_id=process_id)
         return bool(frame["killed"])
+
+
+async def _open_exec_channel(sandbox_id: str, sock: socket.socket) -> SupervisorChannel:
+    try:
+        sock.setblocking(False)
+        _, protocol = await asyncio.get_running_loop().create_connection(ChannelProtocol, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    channel = SupervisorChannel(sandbox_id, protocol)
+    protocol.attach(channel)
+    return channel
 
 
 def _process_info(frame: Frame) -> ProcessInfo:

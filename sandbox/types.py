@@ -95,8 +95,9 @@ class _CommandRequest(_Frozen):
 
     def relative_cwd(self) -> str:
         """``cwd`` relative to the workspace root (``.`` for the root itself)."""
+        # Validation guarantees ``joined`` is the mount or under it (and relpath would stat).
         joined = posixpath.normpath(posixpath.join(WORKSPACE_MOUNT, self.cwd))
-        return posixpath.relpath(joined, WORKSPACE_MOUNT)
+        return joined[len(WORKSPACE_MOUNT) + 1 :] or "."
 
 
 class ExecRequest(_CommandRequest):

@@ -203,9 +203,11 @@ class FileEntry(Base):
 class Version(Base):
     """A checkpoint: the whole file set of a workspace after one change or batch of changes.
 
-    The complete file set is the manifest blob ``manifest_sha256`` (canonical JSON
-    ``{path: [sha256, size, mode]}`` in the blob store, see actors/workspace/manifest.py); the
-    version's ``VersionFile`` rows hold only what changed relative to ``parent_number``.
+    The version's ``VersionFile`` rows hold what changed relative to ``parent_number``; the file
+    set of version N is the replay of the changes of versions 1..N, and the head's is also in
+    ``FileEntry`` (actors/workspace/history.py). ``manifest_sha256`` names the manifest blob
+    (canonical JSON ``{path: [sha256, size, mode]}``) of versions made before revision 0005;
+    newer versions have none (NULL). It is kept so purging deletes those blobs.
     """
 
     __tablename__ = "versions"
@@ -220,7 +222,7 @@ class Version(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     parent_number: Mapped[int | None] = mapped_column(Integer)
     restored_from: Mapped[int | None] = mapped_column(Integer)
-    manifest_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     file_count: Mapped[int] = mapped_column(Integer, default=0)
     total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
@@ -302,7 +304,8 @@ class UsageRecord(Base):
 
 
 class ProviderKey(Base):
-    """A user's own API key for a model provider, encrypted (AES-GCM); never returned."""
+    """A user's own API key for a model provider, sealed with the key ``key_id`` (AES-GCM);
+    never returned. ``key_id`` None: sealed before versioned keys (revision 0006)."""
 
     __tablename__ = "provider_keys"
     __table_args__ = (UniqueConstraint("user_id", "provider"),)
@@ -311,6 +314,7 @@ class ProviderKey(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     provider: Mapped[str] = mapped_column(String(40))
     key_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str | None] = mapped_column(String(40), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

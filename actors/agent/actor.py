@@ -76,7 +76,10 @@ class AgentHostShell:
         self._core: AgentHostCore | None = None
         self._opening = asyncio.Lock()
         # A call to itself, queued behind the constructor: boot (and resume) as soon as alive.
-        ray.get_runtime_context().current_actor.boot.remote()
+        # Retried: while Ray restarts this actor, a call made from its constructor can fail
+        # with "the actor is restarting", and then nothing would resume its runs.
+        current = ray.get_runtime_context().current_actor
+        current.boot.options(max_task_retries=-1).remote()
 
     def _sink(self) -> RunEventSink | None:
         """Run events reach Socket.IO rooms through Redis pub/sub when Redis is configured."""
@@ -186,9 +189,10 @@ class RayAgentClient:
             return None
 
     async def start(self, request: RunRequest) -> RunInfo:
-        run = await self._store.create(request, limits=run_limits(request, self._config.agent))
+        # The host is recorded with the run, so a run is never without a host to resume it.
         name = await self._least_loaded()
-        await self._store.set_host(run.run_id, name)
+        limits = run_limits(request, self._config.agent)
+        run = await self._store.create(request, limits=limits, host=name)
         await self._tell(name, "start_run", run.run_id)
         return await self._store.get(run.run_id)
 

@@ -67,6 +67,7 @@ class AgentHostCore:
         self._sink = sink or NullSink()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._loops: dict[str, AgentLoop] = {}
+        self._starting: set[str] = set()
         self._closing = False
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -107,15 +108,20 @@ class AgentHostCore:
         return len(self._tasks)
 
     async def start_run(self, run_id: str) -> None:
-        """Drive ``run_id`` here (no-op when it already runs here)."""
-        if run_id in self._tasks or self._closing:
+        """Drive ``run_id`` here (no-op when it already runs or is starting here: the host's
+        resume on boot and the client's start may both ask for a new run)."""
+        if run_id in self._tasks or run_id in self._starting or self._closing:
             return
-        run = await self.store.get(run_id)
-        if not run.active:
-            return
-        loop = self._loop(run)
-        self._loops[run_id] = loop
-        self._tasks[run_id] = asyncio.create_task(self._drive(loop), name=f"agent-run-{run_id}")
+        self._starting.add(run_id)
+        try:
+            run = await self.store.get(run_id)
+            if not run.active or self._closing:
+                return
+            loop = self._loop(run)
+            self._loops[run_id] = loop
+            self._tasks[run_id] = asyncio.create_task(self._drive(loop), name=f"agent-run-{run_id}")
+        finally:
+            self._starting.discard(run_id)
 
     async def cancel(self, run_id: str) -> bool:
         """Stop ``run_id`` if it runs here (its loop records the cancellation); else False."""

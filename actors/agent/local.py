@@ -19,8 +19,8 @@ class LocalAgentClient:
 
     async def start(self, request: RunRequest) -> RunInfo:
         store = self.host.store
-        run = await store.create(request, limits=run_limits(request, self.host.settings))
-        await store.set_host(run.run_id, self.host.name)
+        limits = run_limits(request, self.host.settings)
+        run = await store.create(request, limits=limits, host=self.host.name)
         await self.host.start_run(run.run_id)
         return await store.get(run.run_id)
 

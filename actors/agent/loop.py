@@ -1,33 +1,35 @@
 """``AgentLoop``: one run of the coding agent, driven from (and into) its event log.
 
-The loop is rebuilt from the log every time it starts, so a run whose host died continues where
-its log ends: the history is replayed, and a tool call that already has an observation is never
-executed again. A call whose action was logged but whose observation was not (the host died while
-it ran) is executed again if the tool is idempotent (reads, writes of whole content, edits checked
-against the current content, process start/stop); a ``run_command`` instead gets an
-"interrupted" observation, and the model decides whether to run it again.
+The loop is rebuilt from the log every time it starts (``RunState``), so a run whose host died
+continues where its log ends: the history is replayed, and a tool call that already has an
+observation is never executed again. A call whose action was logged but whose observation was
+not (the host died while it ran) is executed again if the tool is idempotent (reads, writes of
+whole content, edits checked against the current content, process start/stop); a
+``run_command`` instead gets an "interrupted" observation, and the model decides whether to run
+it again.
 
-Write-ahead: the action event is appended before the tool runs, the observation after; model
-messages and usage are appended as they arrive, before anything acts on them.
+Write-ahead: every event is durable in the log before anything acts on it. The events of one
+moment are appended in one transaction: a model reply's usage and message, the action of its
+first tool call and the run row's progress, before the tool runs; then each call's observation
+with the next call's action. So a step costs two commits, not one per event.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-from actors.agent.api import RunEvent, RunInfo, RunStatus, RunUsage
+from actors.agent.api import RunEvent, RunInfo
 from actors.agent.context import condense, estimate_tokens
+from actors.agent.guardrails import Guardrails
+from actors.agent.replay import Outcome, RunState, loop_key
 from actors.agent.settings import AgentSettings
 from actors.agent.sink import NullSink, RunEventSink
-from actors.agent.store import RunStore
+from actors.agent.store import RunStore, RunUpdate, UsageEntry
 from actors.agent.tools import IDEMPOTENT_TOOLS, TOOL_SPECS, Observation, Toolbox
 from serve_apps.llm_router.errors import BudgetExceeded, ContextWindowExceeded, LLMError
 from serve_apps.llm_router.ports import LLMClient
@@ -50,16 +52,7 @@ _INTERRUPTED = (
     "Interrupted: the agent's host stopped while this command was running, so it may or may "
     "not have completed. Check the workspace (list_files, read_file) before running it again."
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a run ended."""
-
-    status: RunStatus
-    message: str
-    reason: str | None = None
-    error: str | None = None
+Events = list[tuple[str, dict[str, Any]]]
 
 
 class _Cancelled(Exception):
@@ -88,27 +81,12 @@ class AgentLoop:
         self._host = host
         self.cancel_requested = False
         self._cancel_checked_at = float("-inf")
-        limits = run.limits
-        self._max_steps = int(limits.get("max_steps") or settings.max_steps)
-        self._max_tokens = int(limits.get("max_tokens") or settings.max_tokens)
-        self._max_cost = limits.get("max_cost_usd")
-        self._max_wall_s = float(limits.get("max_wall_time_s") or settings.max_wall_time_s)
-        # Replayed from the log.
-        self._seq = 0
-        self._history: list[dict[str, Any]] = []
-        self._usage = RunUsage()
-        self._steps = 0
-        self._pending: list[dict[str, str]] = []
-        self._actions: dict[str, str] = {}  # call id -> loop key, for calls with an action
-        self._observed: set[str] = set()
-        self._failures: Counter[str] = Counter()
-        self._files: dict[str, None] = {}
-        self._executions: list[dict[str, Any]] = []
-        self._budget_tokens = settings.context_token_budget
+        self._limits = Guardrails.of(run.limits, settings)
+        self._state = RunState(settings.context_token_budget)
+        # Calls whose action this loop logged and has not yet run (an action found in the log
+        # on start belongs to a host that died while running it).
+        self._staged: set[str] = set()
         self._condensed_turns = 0
-        self._ended: Outcome | None = None
-        self._summary: str | None = None
-        self._in_flight: dict[str, str] | None = None
 
     # --- the run ----------------------------------------------------------------------------------
 
@@ -117,10 +95,10 @@ class AgentLoop:
         cancellation (the host is stopping) propagates with the run left active, to resume."""
         events = await self._store.all_events(self.run_id)
         for event in events:
-            self._replay(event)
-        if self._ended is not None:  # the log ended but the row was not updated
-            await self._save(self._ended)
-            return self._ended
+            self._state.apply(event)
+        if self._state.ended is not None:  # the log ended but the row was not updated
+            await self._save(self._state.ended)
+            return self._state.ended
         try:
             await self._wait_for_turn()
             await self._begin(resumed=bool(events))
@@ -128,7 +106,8 @@ class AgentLoop:
         except (asyncio.CancelledError, _Cancelled):
             if not (self.cancel_requested or await self._cancel_seen()):
                 raise
-            outcome = await self._cancelled()
+            await self._abort_unobserved("Cancelled by the user.")
+            outcome = Outcome("cancelled", "Cancelled by the user.", reason="cancelled")
         await self._end(outcome)
         return outcome
 
@@ -144,56 +123,53 @@ class AgentLoop:
 
     async def _begin(self, *, resumed: bool) -> None:
         if not resumed:
-            await self._store.update(self.run_id, status="running", started=True)
-            await self._append("status", {"status": "running", "host": self._host})
-            await self._append("message", {"role": "user", "content": self._run.prompt})
+            await self._log(
+                [
+                    ("status", {"status": "running", "host": self._host}),
+                    ("message", {"role": "user", "content": self._run.prompt}),
+                ],
+                run=RunUpdate(status="running", started=True),
+            )
             self._started_at = datetime.now(UTC)
         else:
-            await self._store.update(
-                self.run_id, status="running", started=self._run.started_at is None
+            await self._log(
+                [("status", {"status": "running", "host": self._host, "resumed": True})],
+                run=RunUpdate(status="running", started=self._run.started_at is None),
             )
-            await self._append("status", {"status": "running", "host": self._host, "resumed": True})
             self._started_at = self._run.started_at or datetime.now(UTC)
         log.info("agent.run_started", run_id=self.run_id, resumed=resumed, host=self._host)
 
     async def _drive_within_wall_time(self) -> Outcome:
         elapsed = (datetime.now(UTC) - self._started_at).total_seconds()
-        remaining = self._max_wall_s - elapsed
+        remaining = self._limits.max_wall_time_s - elapsed
         if remaining <= 0:
-            return self._wall_time()
+            return self._limits.wall_time()
         try:
             async with asyncio.timeout(remaining) as deadline:
                 return await self._drive()
         except TimeoutError:
             if not deadline.expired():
                 raise
-            if self._in_flight is not None:
-                await self._observe_abort(self._in_flight, "Stopped: the run's wall time ran out.")
-            return self._wall_time()
-
-    def _wall_time(self) -> Outcome:
-        return Outcome(
-            "stopped",
-            f"Stopped: the run reached its wall-time limit of {self._max_wall_s:g} s.",
-            reason="wall_time",
-        )
+            await self._abort_unobserved("Stopped: the run's wall time ran out.")
+            return self._limits.wall_time()
 
     async def _drive(self) -> Outcome:
+        state = self._state
         while True:
             if await self._cancel_seen():
                 raise _Cancelled()
-            if self._summary is not None:
-                return Outcome("succeeded", self._summary)
-            last = self._history[-1] if self._history else {}
+            if state.summary is not None:
+                return Outcome("succeeded", state.summary)
+            last = state.history[-1] if state.history else {}
             if last.get("role") == "assistant" and not last.get("tool_calls"):
                 # The model answered without calling a tool: that answer is the result.
                 return Outcome("succeeded", str(last.get("content") or "Done."))
-            if self._pending:
+            if state.pending:
                 outcome = await self._run_tools()
                 if outcome is not None:
                     return outcome
                 continue
-            stop = self._guardrail()
+            stop = self._limits.check(state.progress)
             if stop is not None:
                 return stop
             response = await self._call_model()
@@ -203,112 +179,105 @@ class AgentLoop:
     # --- tools ------------------------------------------------------------------------------------
 
     async def _run_tools(self) -> Outcome | None:
-        calls, self._pending = self._pending, []
-        for call in calls:
+        state = self._state
+        calls = list(state.pending)
+        for index, call in enumerate(calls):
             call_id, name = call["id"], call["name"]
-            if call_id in self._observed:
+            if call_id in state.observed:
                 continue
-            key = _loop_key(name, call["arguments"])
-            if call_id in self._actions:
+            if call_id in state.actions and call_id not in self._staged:
+                # Logged by a host that died while running it.
                 observation = (
                     await self._execute(call)
                     if name in IDEMPOTENT_TOOLS
                     else Observation(False, _INTERRUPTED, {"interrupted": True})
                 )
             else:
-                await self._append(
-                    "action",
-                    {"tool_call_id": call_id, "tool": name, "arguments": call["arguments"]},
-                )
-                self._actions[call_id] = key
+                if call_id not in state.actions:  # a log written before actions were batched
+                    await self._log([_action(call)])
                 observation = await self._execute(call)
-            await self._observe(call_id, name, observation)
-            if self._summary is not None:
-                return Outcome("succeeded", self._summary)
-            if not observation.ok and self._failures[key] >= self._settings.loop_threshold:
+            events: Events = [("observation", observation.payload(call_id, name))]
+            following = calls[index + 1] if index + 1 < len(calls) else None
+            if (
+                following is not None
+                and following["id"] not in state.actions
+                and not self._ends_run(call, observation)
+            ):
+                events.append(_action(following))
+            await self._log(events)
+            if state.summary is not None:
+                return Outcome("succeeded", state.summary)
+            key = loop_key(name, call["arguments"])
+            if not observation.ok and state.failures[key] >= self._settings.loop_threshold:
                 return Outcome(
                     "stopped",
                     f"Stopped: the agent repeated the same failing action ({name} with the "
-                    f"same arguments) {self._failures[key]} times, so it was stopped before "
+                    f"same arguments) {state.failures[key]} times, so it was stopped before "
                     f"looping further. Last error: {observation.output[:300]}",
                     reason="loop_detected",
                 )
         return None
 
+    def _ends_run(self, call: dict[str, str], observation: Observation) -> bool:
+        """True when ``observation`` will end the run: a finish, or loop detection."""
+        if call["name"] == "finish" and observation.ok:
+            return True
+        if observation.ok or observation.data.get("interrupted"):
+            return False
+        failures = self._state.failures[loop_key(call["name"], call["arguments"])]
+        return failures + 1 >= self._settings.loop_threshold
+
     async def _execute(self, call: dict[str, str]) -> Observation:
-        self._in_flight = call
-        try:
-            return await self._tools.execute(call["name"], call["arguments"], call["id"])
-        finally:
-            self._in_flight = None
+        self._staged.discard(call["id"])
+        return await self._tools.execute(call["name"], call["arguments"], call["id"])
 
-    async def _observe(self, call_id: str, name: str, observation: Observation) -> None:
-        await self._append("observation", observation.payload(call_id, name))
-
-    async def _observe_abort(self, call: dict[str, str], text: str) -> None:
-        await self._observe(call["id"], call["name"], Observation(False, text, {"aborted": True}))
+    async def _abort_unobserved(self, text: str) -> None:
+        """Observe every call that has an action but no observation (the run is ending)."""
+        state = self._state
+        aborted = Observation(False, text, {"aborted": True})
+        events: Events = [
+            ("observation", aborted.payload(call["id"], call["name"]))
+            for call in state.pending
+            if call["id"] in state.actions
+        ]
+        if events:
+            await self._log(events)
 
     # --- the model --------------------------------------------------------------------------------
 
-    def _guardrail(self) -> Outcome | None:
-        if self._steps >= self._max_steps:
-            return Outcome(
-                "stopped",
-                f"Stopped: the run reached its limit of {self._max_steps} steps.",
-                reason="max_steps",
-            )
-        if self._usage.total_tokens >= self._max_tokens:
-            return Outcome(
-                "stopped",
-                f"Stopped: the run used {self._usage.total_tokens} tokens, its limit is "
-                f"{self._max_tokens}.",
-                reason="max_tokens",
-            )
-        if self._max_cost is not None and self._usage.cost_usd >= float(self._max_cost):
-            return Outcome(
-                "stopped",
-                f"Stopped: budget exceeded: {self._usage.cost_usd:.4f} USD spent of the run's "
-                f"{float(self._max_cost):.4f} USD budget.",
-                reason="budget",
-            )
-        return None
-
     async def _call_model(self) -> ChatResponse | Outcome:
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *self._history]
+        state = self._state
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, *state.history]
         for _ in range(_CONTEXT_RETRIES + 1):
             view, summarized = condense(
                 messages,
-                budget_tokens=self._budget_tokens,
+                budget_tokens=state.budget_tokens,
                 keep_recent_turns=self._settings.keep_recent_turns,
                 tools=TOOL_SPECS,
             )
             if view is not messages and summarized != self._condensed_turns:
                 self._condensed_turns = summarized
-                await self._append(
-                    "context",
-                    {
-                        "reason": "estimate",
-                        "tokens_before": estimate_tokens(messages, TOOL_SPECS),
-                        "tokens_after": estimate_tokens(view, TOOL_SPECS),
-                        "summarized_turns": summarized,
-                        "budget_tokens": self._budget_tokens,
-                    },
-                )
+                context = {
+                    "reason": "estimate",
+                    "tokens_before": estimate_tokens(messages, TOOL_SPECS),
+                    "tokens_after": estimate_tokens(view, TOOL_SPECS),
+                    "summarized_turns": summarized,
+                    "budget_tokens": state.budget_tokens,
+                }
+                await self._log([("context", context)])
             try:
                 response = await self._llm.complete(self._request(view))
             except ContextWindowExceeded as exc:
                 tokens = estimate_tokens(view, TOOL_SPECS)
-                self._budget_tokens = max(1, min(self._budget_tokens, tokens) * 6 // 10)
+                budget = max(1, min(state.budget_tokens, tokens) * 6 // 10)
                 self._condensed_turns = -1
-                await self._append(
-                    "context",
-                    {
-                        "reason": "context_window",
-                        "detail": exc.detail,
-                        "tokens_before": tokens,
-                        "budget_tokens": self._budget_tokens,
-                    },
-                )
+                context = {
+                    "reason": "context_window",
+                    "detail": exc.detail,
+                    "tokens_before": tokens,
+                    "budget_tokens": budget,
+                }
+                await self._log([("context", context)])
                 continue
             except BudgetExceeded as exc:
                 return Outcome("stopped", f"Stopped: {exc.detail}", "budget", exc.detail)
@@ -323,7 +292,6 @@ class AgentLoop:
 
     def _request(self, messages: list[dict[str, Any]]) -> ChatRequest:
         run = self._run
-        budget = self._max_cost
         return ChatRequest(
             messages=messages,
             model=run.model,
@@ -333,123 +301,75 @@ class AgentLoop:
                 user_id=run.user_id,
                 workspace_id=run.workspace_id,
                 run_id=run.run_id,
-                run_budget_usd=float(budget) if budget is not None else None,
+                run_budget_usd=self._limits.max_cost_usd,
+                # This loop is the run's single writer: its log's count is the run's spend,
+                # and it stores each call's usage record with the call's usage event.
+                run_spent_usd=self._state.progress.usage.cost_usd,
+                usage_recorded_by_caller=True,
                 request_id=run.limits.get("request_id"),
             ),
         )
 
     async def _record_response(self, response: ChatResponse) -> None:
-        usage = response.usage
-        await self._append(
-            "usage",
-            {
-                "model": response.served_by or response.model,
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "cost_usd": usage.cost_usd or 0.0,
-            },
+        """Log the reply (usage, message) and the action of its first tool call, with the run
+        row's progress and the call's usage record, in one transaction: the next thing the
+        loop does is run that call."""
+        usage, message = response.usage, response.message
+        calls = [
+            {"id": c.id or f"call-{self._state.seq}-{i}", "name": c.name, "arguments": c.arguments}
+            for i, c in enumerate(message.tool_calls)
+        ]
+        events: Events = [
+            (
+                "usage",
+                {
+                    "model": response.served_by or response.model,
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "cost_usd": usage.cost_usd or 0.0,
+                },
+            ),
+            ("message", {"role": "assistant", "content": message.content, "tool_calls": calls}),
+        ]
+        if calls:
+            events.append(_action(calls[0]))
+        progress = self._state.progress.after(events)
+        await self._log(
+            events,
+            run=RunUpdate(steps=progress.steps, result=progress.result()),
+            usage=UsageEntry(self._run.user_id, self._run.workspace_id, response),
         )
-        message = response.message
-        await self._append(
-            "message",
-            {
-                "role": "assistant",
-                "content": message.content,
-                "tool_calls": [
-                    {
-                        "id": c.id or f"call-{self._seq}-{i}",
-                        "name": c.name,
-                        "arguments": c.arguments,
-                    }
-                    for i, c in enumerate(message.tool_calls)
-                ],
-            },
-        )
-        await self._store.update(self.run_id, steps=self._steps, result=self._result())
 
     # --- the log ----------------------------------------------------------------------------------
 
-    async def _append(self, kind: str, payload: dict[str, Any]) -> RunEvent:
-        event = await self._store.append(self.run_id, self._seq + 1, kind, payload)
-        self._replay(event)
-        try:
-            await self._sink.publish(self._run.workspace_id, event)
-        except Exception as exc:  # noqa: BLE001 - a sink must not fail the run; it is logged
-            log.warning("agent.sink_failed", run_id=self.run_id, error=type(exc).__name__)
-        return event
-
-    def _replay(self, event: RunEvent) -> None:
-        """Fold one event into the loop's state (used for the log and for new events alike)."""
-        self._seq = event.seq
-        payload = event.payload
-        match event.kind:
-            case "message" if payload.get("role") == "user":
-                self._history.append({"role": "user", "content": payload.get("content")})
-            case "message":
-                calls = list(payload.get("tool_calls") or ())
-                self._steps += 1
-                self._pending = [dict(c) for c in calls]
-                entry: dict[str, Any] = {"role": "assistant", "content": payload.get("content")}
-                if calls:
-                    entry["tool_calls"] = [
-                        {
-                            "id": c["id"],
-                            "type": "function",
-                            "function": {"name": c["name"], "arguments": c["arguments"]},
-                        }
-                        for c in calls
-                    ]
-                self._history.append(entry)
-            case "action":
-                call_id = str(payload.get("tool_call_id"))
-                self._actions[call_id] = _loop_key(
-                    str(payload.get("tool")), str(payload.get("arguments"))
-                )
-            case "observation":
-                self._apply_observation(payload)
-            case "usage":
-                self._usage = RunUsage(
-                    prompt_tokens=self._usage.prompt_tokens + int(payload["prompt_tokens"]),
-                    completion_tokens=self._usage.completion_tokens
-                    + int(payload["completion_tokens"]),
-                    cost_usd=self._usage.cost_usd + float(payload.get("cost_usd") or 0.0),
-                    model_calls=self._usage.model_calls + 1,
-                )
-            case "context":
-                self._budget_tokens = min(self._budget_tokens, int(payload["budget_tokens"]))
-            case "status" if payload.get("status") in (
-                "succeeded",
-                "failed",
-                "stopped",
-                "cancelled",
-            ):
-                self._ended = Outcome(
-                    payload["status"], str(payload.get("message") or ""), payload.get("reason")
-                )
-            case _:
-                pass
-
-    def _apply_observation(self, payload: dict[str, Any]) -> None:
-        call_id = str(payload.get("tool_call_id"))
-        if call_id in self._observed:
-            return
-        self._observed.add(call_id)
-        self._history.append(
-            {"role": "tool", "tool_call_id": call_id, "content": str(payload.get("output"))}
+    async def _log(
+        self, events: Events, *, run: RunUpdate | None = None, usage: UsageEntry | None = None
+    ) -> list[RunEvent]:
+        """Append ``events`` (with ``run``'s change to the row and ``usage``) in one
+        transaction, then fold them into the state and publish them."""
+        write = asyncio.ensure_future(
+            self._store.append_batch(self.run_id, self._state.seq + 1, events, run=run, usage=usage)
         )
-        data = payload.get("data") or {}
-        for path in data.get("files_changed") or ():
-            self._files[str(path)] = None
-        if payload.get("tool") == "run_command" and "exit_code" in data:
-            self._executions.append(
-                {k: data.get(k) for k in ("command", "exit_code", "stdout", "stderr")}
-            )
-        if payload.get("tool") == "finish" and payload.get("ok"):
-            self._summary = str(data.get("summary") or "Done.")
-        key = self._actions.get(call_id)
-        if key is not None and not payload.get("ok") and not data.get("interrupted"):
-            self._failures[key] += 1
-        self._pending = [c for c in self._pending if c["id"] != call_id]
+        try:
+            appended = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # Cancelled (a cancel, the wall time, the host stopping) while writing: let the
+            # write end, so the state matches the log whether it committed or not.
+            self._fold(await write)
+            raise
+        self._fold(appended)
+        for event in appended:
+            try:
+                await self._sink.publish(self._run.workspace_id, event)
+            except Exception as exc:  # noqa: BLE001 - a sink must not fail the run; it is logged
+                log.warning("agent.sink_failed", run_id=self.run_id, error=type(exc).__name__)
+        return appended
+
+    def _fold(self, appended: list[RunEvent]) -> None:
+        for event in appended:
+            self._state.apply(event)
+            if event.kind == "action":
+                self._staged.add(str(event.payload["tool_call_id"]))
 
     # --- the end ----------------------------------------------------------------------------------
 
@@ -466,58 +386,47 @@ class AgentLoop:
             self.cancel_requested = True
         return self.cancel_requested
 
-    async def _cancelled(self) -> Outcome:
-        if self._in_flight is not None:
-            await self._observe_abort(self._in_flight, "Cancelled by the user.")
-        return Outcome("cancelled", "Cancelled by the user.", reason="cancelled")
-
-    def _result(self, outcome: Outcome | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = {
-            "usage": self._usage.as_dict(),
-            "files_changed": list(self._files),
-            "executions": self._executions,
-        }
-        if outcome is not None:
-            result.update(message=outcome.message, stop_reason=outcome.reason)
-        return result
-
     async def fail(self, exc: BaseException) -> None:
         """End the run ``failed`` after an unexpected error (the host logged it)."""
         detail = f"Internal error: {type(exc).__name__}"
         await self._end(Outcome("failed", detail, reason="error", error=detail))
 
     async def _end(self, outcome: Outcome) -> None:
+        """Log the end (an error event first when there is one) and close the run's row, in
+        one transaction."""
+        events: Events = []
         if outcome.error is not None or outcome.status in ("failed", "stopped"):
-            await self._append(
-                "error",
-                {"code": outcome.reason or "error", "detail": outcome.error or outcome.message},
-            )
-        await self._append(
-            "status",
-            {"status": outcome.status, "reason": outcome.reason, "message": outcome.message},
-        )
-        await self._save(outcome)
+            error = {"code": outcome.reason or "error", "detail": outcome.error or outcome.message}
+            events.append(("error", error))
+        status = {"status": outcome.status, "reason": outcome.reason, "message": outcome.message}
+        events.append(("status", status))
+        await self._log(events, run=self._closing(outcome))
         log.info(
             "agent.run_ended",
             run_id=self.run_id,
             status=outcome.status,
             reason=outcome.reason,
-            steps=self._steps,
+            steps=self._state.progress.steps,
         )
 
     async def _save(self, outcome: Outcome) -> None:
-        await self._store.update(
-            self.run_id,
+        """Close the run's row (its log already ended)."""
+        await self._store.append_batch(
+            self.run_id, self._state.seq + 1, [], run=self._closing(outcome)
+        )
+
+    def _closing(self, outcome: Outcome) -> RunUpdate:
+        progress = self._state.progress
+        return RunUpdate(
             status=outcome.status,
-            steps=self._steps,
-            result=self._result(outcome),
+            steps=progress.steps,
+            result=progress.result(outcome),
             finished=True,
         )
 
 
-def _loop_key(name: str, arguments: str) -> str:
-    try:
-        canonical = json.dumps(json.loads(arguments or "{}"), sort_keys=True)
-    except json.JSONDecodeError:
-        canonical = arguments
-    return f"{name}:{canonical}"
+def _action(call: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    return (
+        "action",
+        {"tool_call_id": call["id"], "tool": call["name"], "arguments": call["arguments"]},
+    )

@@ -8,6 +8,7 @@ The files of a workspace are not touched here: they change only through a ``Work
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
@@ -22,6 +23,7 @@ from state.db import Database
 from state.models import Membership, User, Workspace, new_id, utcnow
 
 __all__ = [
+    "InvalidTransfer",
     "InvalidWorkspaceName",
     "MemberNotFound",
     "MemberRecord",
@@ -56,6 +58,10 @@ class InvalidWorkspaceName(WorkspaceError):
 
 class MemberNotFound(WorkspaceError):
     """No account with that email, or that user is not a member."""
+
+
+class InvalidTransfer(WorkspaceError):
+    """Transferring a workspace to the member who already owns it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +117,18 @@ def clean_name(name: str) -> str:
 
 
 class WorkspaceCatalog:
-    """Workspace rows and memberships; every read is scoped to a calling user."""
+    """Workspace rows and memberships; every read is scoped to a calling user.
+
+    ``on_change`` listeners hear the id of every workspace whose memberships or existence this
+    catalog changes (a role cache drops its entries for it)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.on_change: list[Callable[[str], None]] = []
+
+    def _changed(self, workspace_id: str) -> None:
+        for listener in self.on_change:
+            listener(workspace_id)
 
     async def create(self, owner_id: str, *, name: str, template: str) -> WorkspaceRecord:
         """Create the workspace and its owner's membership in one transaction (no files yet)."""
@@ -153,6 +167,26 @@ class WorkspaceCatalog:
                 .order_by(Workspace.created_at.desc(), Workspace.id)
             )
             return [WorkspaceRecord.of(workspace, role) for workspace, role in rows.all()]
+
+    async def role_of(self, user_id: str, workspace_id: str) -> str:
+        """The role of ``user_id`` in the workspace, without loading the workspace's record.
+
+        Raise ``WorkspaceNotFound`` alike when it does not exist, is deleted, or the user is
+        not a member.
+        """
+        async with self._db.session() as session:
+            role = await session.scalar(
+                select(Membership.role)
+                .join(Workspace, Workspace.id == Membership.workspace_id)
+                .where(
+                    Membership.workspace_id == workspace_id,
+                    Membership.user_id == user_id,
+                    Workspace.deleted_at.is_(None),
+                )
+            )
+        if role is None:
+            raise WorkspaceNotFound(f"No workspace {workspace_id[:64]!r}.")
+        return role
 
     async def get_for(self, user_id: str, workspace_id: str) -> WorkspaceRecord:
         """The workspace as ``user_id`` sees it.
@@ -212,6 +246,7 @@ class WorkspaceCatalog:
                 .where(Workspace.id == workspace_id, Workspace.deleted_at.is_(None))
                 .values(deleted_at=now, updated_at=now)
             )
+        self._changed(workspace_id)
 
     # -- members ------------------------------------------------------------------------------
 
@@ -264,7 +299,9 @@ class WorkspaceCatalog:
                 await session.flush()
             except IntegrityError as exc:  # a concurrent add of the same member
                 raise PermissionDenied("That member was changed concurrently; retry.") from exc
-            return _member(membership, user)
+            member = _member(membership, user)
+        self._changed(workspace_id)
+        return member
 
     async def remove_member(self, user_id: str, workspace_id: str, member_id: str) -> None:
         """Remove a member (owners and admins; anyone may remove themselves, except the owner)."""
@@ -282,6 +319,66 @@ class WorkspaceCatalog:
             if membership.role == "owner":
                 raise PermissionDenied("The owner cannot be removed.")
             await session.delete(membership)
+        self._changed(workspace_id)
+
+    async def transfer_ownership(
+        self,
+        user_id: str,
+        workspace_id: str,
+        *,
+        new_owner_id: str | None = None,
+        new_owner_email: str | None = None,
+    ) -> tuple[WorkspaceRecord, MemberRecord]:
+        """Make another member the owner; the previous owner stays on as an admin.
+
+        Only the owner may (``PermissionDenied`` otherwise). The new owner, named by user id or
+        email, must already be a member (``MemberNotFound`` otherwise: invite them first).
+        Return the workspace as ``user_id`` now sees it and the new owner's membership.
+        """
+        record = await self.get_for(user_id, workspace_id)
+        if not can(record.role, "transfer"):
+            raise PermissionDenied("Only the workspace's owner can transfer it.")
+        named = (
+            User.id == new_owner_id
+            if new_owner_id is not None
+            else User.email == (new_owner_email or "").strip().lower()
+        )
+        async with self._db.session() as session, session.begin():
+            # The row lock serializes concurrent transfers of one workspace.
+            workspace = await session.get(Workspace, workspace_id, with_for_update=True)
+            if workspace is None or workspace.deleted_at is not None:
+                raise WorkspaceNotFound(f"No workspace {workspace_id[:64]!r}.")
+            if workspace.owner_id != user_id:  # another transfer won the race
+                raise PermissionDenied("Only the workspace's owner can transfer it.")
+            found = (
+                await session.execute(
+                    select(Membership, User)
+                    .join(User, User.id == Membership.user_id)
+                    .where(
+                        Membership.workspace_id == workspace_id,
+                        User.deleted_at.is_(None),
+                        named,
+                    )
+                )
+            ).first()
+            if found is None:
+                raise MemberNotFound("The new owner must already be a member of this workspace.")
+            membership, new_owner = found
+            if new_owner.id == user_id:
+                raise InvalidTransfer("You already own this workspace.")
+            previous = await session.scalar(
+                select(Membership).where(
+                    Membership.workspace_id == workspace_id, Membership.user_id == user_id
+                )
+            )
+            if previous is not None:
+                previous.role = "admin"
+            membership.role = "owner"
+            workspace.owner_id = new_owner.id
+            workspace.updated_at = utcnow()
+            new_member = _member(membership, new_owner)
+        self._changed(workspace_id)
+        return await self.get_for(user_id, workspace_id), new_member
 
 
 def _member(membership: Membership, user: User) -> MemberRecord:

@@ -54,6 +54,8 @@ log = structlog.get_logger("actors.workspace.live")
 _SYSTEM = Author(user_id=None, kind="system")
 # Stands for "the file does not exist" in ``synced`` (a flush that creates the file records it).
 _ABSENT = "absent"
+# A Yjs v1 update with no items and no deletions.
+_EMPTY_UPDATE = b"\x00\x00"
 
 
 class DocumentNotText(WorkspaceError):
@@ -90,9 +92,13 @@ class _LiveDocument:
     snapshot_seq: int = 0
     synced: tuple[str, ...] = ()
     dirty_author: Author | None = None
-    flushing_sha: str | None = None
+    # Contents (sha256) of our own flushes whose commits the session has not yet reported.
+    own_flushes: list[str] = field(default_factory=list)
     flush_task: asyncio.Task[None] | None = None
     loaded: bool = False
+    # Stored updates with items still waiting for their predecessors: until they integrate,
+    # the update log is not compacted (a snapshot would leave them out).
+    waiting: list[bytes] = field(default_factory=list)
 
 
 def _sha(data: bytes) -> str:
@@ -155,16 +161,13 @@ class LiveDocuments:
                     reason = "Your role in this workspace is read-only; the edit was not applied."
                     return CollabReply(replies=(encode_permission_denied(reason),), denied=True)
                 return CollabReply()
-            try:
-                change = live.doc.apply_update(decoded.payload)
-            except MalformedMessage as exc:
-                raise InvalidCollabMessage(exc.detail) from None
-            if change is None:
-                return CollabReply(acked=1)
-            await self._persist(live, change)
-            self._schedule_flush(live, Author(user_id=user_id, kind="user"))
+            replies, fan_out = await self._apply(
+                live, decoded.payload, user_id, replay=decoded.sync_type == SyncType.UPDATE
+            )
         self.session.last_used_monotonic = time.monotonic()
-        broadcast = encode_update(change)
+        if fan_out is None:
+            return CollabReply(replies=replies, acked=1)
+        broadcast = encode_update(fan_out)
         published = False
         if self._broadcast is not None:
             # The owner publishes too, so the edit reaches every replica even if the replica
@@ -176,7 +179,44 @@ class LiveDocuments:
                 log.warning(
                     "collab.broadcast_failed", workspace_id=self.workspace_id, error=str(exc)
                 )
-        return CollabReply(broadcast=broadcast, acked=1, published=published)
+        return CollabReply(replies=replies, broadcast=broadcast, acked=1, published=published)
+
+    async def _apply(
+        self, live: _LiveDocument, update: bytes, user_id: str, *, replay: bool
+    ) -> tuple[tuple[bytes, ...], bytes | None]:
+        """Apply a writer's update durably (under the document's lock); return the replies to
+        its sender and the update to fan out to the other editors (None: nothing to send).
+
+        ``replay``: fan a known update out again (see below); otherwise only one with items."""
+        try:
+            change = live.doc.apply_update(update)
+            waiting = live.doc.lacks_dependencies(update)
+        except MalformedMessage as exc:
+            raise InvalidCollabMessage(exc.detail) from None
+        if waiting:
+            # Items whose predecessors never reached us (the sender had them from elsewhere):
+            # store the update itself, so it is durable and replayed on load, and ask the
+            # sender (sync step 1) for what we lack. Integrated parts fan out as usual.
+            log.warning("collab.update_waiting", workspace_id=self.workspace_id, path=live.path)
+            await self._persist(live, update)
+            live.waiting.append(update)
+            if change is not None:
+                self._schedule_flush(live, Author(user_id=user_id, kind="user"))
+            return (encode_sync_step1(live.doc.state_vector()),), change
+        if change is None:
+            # Nothing new: a retry after the owner died, or a reconnecting client's step 2. The
+            # first delivery may have been made durable by an owner that died before it was
+            # fanned out, so send it on again (editors that have it ignore it). A step 2 holds
+            # the sender's whole delete set: sent on only if it has items too, so reconnects
+            # do not flood the document's editors.
+            if update == _EMPTY_UPDATE or not (replay or update[0] != 0):
+                return (), None
+            return (), update
+        await self._persist(live, change)
+        if live.waiting:
+            live.waiting = [u for u in live.waiting if live.doc.lacks_dependencies(u)]
+        self._schedule_flush(live, Author(user_id=user_id, kind="user"))
+        return (), change
 
     @property
     def open_documents(self) -> int:
@@ -194,15 +234,17 @@ class LiveDocuments:
     ) -> None:
         """A version was committed: edit open documents into their files' new contents.
 
-        Runs inside the session's write lock; never raises (the version is already durable,
-        and a document that cannot follow is dropped and reconciled on its next load).
+        Runs before the session's next operation (inside its write lock or just after it);
+        never raises (the version is already durable, and a document that cannot follow is
+        dropped and reconciled on its next load).
         """
         for path, entry in changes.items():
             live = self._docs.get(path)
             if live is None or not live.loaded:
                 continue
             try:
-                await self._follow_file(live, entry, contents.get(path))
+                async with live.lock:
+                    await self._follow_file(live, entry, contents.get(path))
             except Exception as exc:  # noqa: BLE001 - reconciled from durable state on reload
                 log.warning("collab.follow_failed", workspace_id=self.workspace_id, error=repr(exc))
                 self._forget(live)
@@ -288,6 +330,7 @@ class LiveDocuments:
             live.doc.apply_update(stored.snapshot)
         for _, update in stored.updates:
             live.doc.apply_update(update)
+        live.waiting = [u for _, u in stored.updates if live.doc.lacks_dependencies(u)]
         live.seq = stored.last_seq
         live.snapshot_seq = stored.snapshot_seq
         live.synced = stored.synced
@@ -304,8 +347,12 @@ class LiveDocuments:
     async def _follow_file(
         self, live: _LiveDocument, entry: Entry | None, data: bytes | None
     ) -> None:
-        if entry is not None and entry.sha256 == live.flushing_sha:
-            return  # Our own flush: the document already holds (at least) this text.
+        """Edit the document into the file's contents (the caller holds ``live.lock``)."""
+        if entry is not None and entry.sha256 in live.own_flushes:
+            # Our own flush: the document already holds (at least) this text, and maybe more
+            # typed since; following it would undo that typing.
+            live.own_flushes.remove(entry.sha256)
+            return
         if entry is not None and data is not None:
             try:
                 text = data.decode()
@@ -330,7 +377,7 @@ class LiveDocuments:
                 )
 
     def _would_change(self, live: _LiveDocument, update: bytes) -> bool:
-        if update == b"\x00\x00":
+        if update == _EMPTY_UPDATE:
             return False
         probe = TextDocument()
         probe.apply_update(live.doc.encode_state())
@@ -390,17 +437,20 @@ class LiveDocuments:
             synced = (entry.sha256 if entry else _ABSENT, sha)
             await self._store.mark_synced(self.workspace_id, live.path, synced)
             live.synced = synced
-            live.flushing_sha = sha
+            live.own_flushes.append(sha)
         try:
-            await self.session.write_file(live.path, data, if_match=None, author=author)
-        except WorkspaceError:
-            live.dirty_author = live.dirty_author or author
+            result = await self.session.write_file(live.path, data, if_match=None, author=author)
+        except BaseException:
+            if sha in live.own_flushes:
+                live.own_flushes.remove(sha)
+            if live.dirty_author is None:
+                live.dirty_author = author
             raise
-        finally:
-            live.flushing_sha = None
+        if not result.changed and sha in live.own_flushes:
+            live.own_flushes.remove(sha)  # No version, so no commit will be reported.
 
     async def _maybe_compact(self, live: _LiveDocument) -> None:
-        if live.seq - live.snapshot_seq < self._compact_every:
+        if live.seq - live.snapshot_seq < self._compact_every or live.waiting:
             return
         async with live.lock:
             snapshot, through = live.doc.encode_state(), live.seq

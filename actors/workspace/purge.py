@@ -3,8 +3,9 @@
 Blobs are content-addressed and therefore shared: the same bytes written in two workspaces are one
 blob. A blob is deleted only if no remaining version (its changes or its manifest) or file index
 row references it. Every blob a workspace ever referenced is some ``VersionFile.sha256`` of its
-own (a manifest only holds content that one of its versions added or modified) or some
-``Version.manifest_sha256``, so those two columns (both indexed) decide.
+own (a version's file set only holds content that one of its versions added or modified) or
+the manifest blob of a version made before revision 0005 (``Version.manifest_sha256``; NULL
+for newer versions), so those two columns (both indexed) decide.
 
 Known window: a writer that puts a blob identical to a candidate and commits its reference
 between this purge's reference check and its blob delete would lose that blob. Purges run rarely

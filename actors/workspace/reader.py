@@ -19,9 +19,9 @@ from actors.workspace.api import (
 )
 from actors.workspace.archive import write_zip
 from actors.workspace.diff import DEFAULT_MAX_DIFF_BYTES, FileDiff, unified_diff
+from actors.workspace.history import load_changes, load_manifest, version_info
 from actors.workspace.manifest import Manifest, diff_manifests
 from actors.workspace.paths import validate_path
-from actors.workspace.store import load_changes, load_manifest, version_info
 from state.blobs import BlobStore
 from state.db import Database
 from state.models import FileEntry, Version, Workspace
@@ -104,7 +104,7 @@ class WorkspaceReader:
         number = head if version is None else version
         if not 0 <= number <= head:
             raise VersionNotFound(f"workspace {workspace_id} has no version {number}")
-        return await load_manifest(self._db, self._blobs, workspace_id, number)
+        return await load_manifest(self._db, workspace_id, number)
 
     async def changes(self, workspace_id: str, a: int, b: int) -> list[Change]:
         """What turns version ``a`` into version ``b`` (either may be older), sorted by path."""

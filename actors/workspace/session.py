@@ -2,72 +2,59 @@
 
 Opening takes the workspace's lease (the newest opener wins and fences older sessions out) and
 brings the working tree up to the head version (a no-op when the tree's sidecar already names
-it). Every change runs under one FIFO lock: check → put blobs (contents, then the manifest) → one
-fenced database transaction → update the working tree → return. A change is acknowledged only
-once it is durable; the tree is a cache that is rebuilt from durable state when in doubt.
+it). Every change runs under one FIFO lock: check → put the content blobs → one fenced database
+transaction (version row, change rows, file index) → update the working tree → return. A
+change is acknowledged only once it is durable. For small writes the blob puts run while the
+transaction's statements are sent, and the transaction commits only after the blobs are durable.
 
-Commands in a sandbox are writes too: ``exec`` leases a sandbox bound to the tree under the same
-lock, runs, and syncs what changed into one version (``sync.py`` decides what may be versioned).
-This file is longer than the house limit because the lock, the commit and the lease are one
-piece of state; the sandbox half is the section marked "sandboxes".
+The tree is a cache that is rebuilt from durable state when in doubt. Its sidecar names the
+version the tree reflects; it is written when the tree is materialized and when the session
+closes, not per version: after a crash it names an older version than the database's head, so
+the next open re-materializes the tree (hashing what is there, fetching what differs).
+
+The sandbox operations (exec, processes, sync) are in ``session_sandbox.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import shlex
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
 import anyio.to_thread
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from actors.sandbox_pool.lease import Lease, LeaseExpired, SandboxLeaser, UnavailableLeaser
+from actors.sandbox_pool.lease import Lease, SandboxLeaser
 from actors.workspace.api import (
     Author,
-    ExecOutcome,
+    Change,
     FileNotFoundInWorkspace,
     InvalidPath,
     PreconditionFailed,
-    QuotaExceeded,
     SessionInfo,
-    SyncReport,
     VersionInfo,
     VersionNotFound,
     WorkspaceError,
     WriteResult,
 )
 from actors.workspace.bounded import map_bounded
+from actors.workspace.history import load_manifest, load_version_info
 from actors.workspace.manifest import DEFAULT_MODE, Entry, Manifest, diff_manifests
 from actors.workspace.paths import validate_path
 from actors.workspace.preconditions import check_file_size, check_if_match, check_limits
+from actors.workspace.session_sandbox import NO_SANDBOXES, SandboxOperations
 from actors.workspace.settings import WorkspaceSettings
 from actors.workspace.store import (
-    EMPTY_MANIFEST,
+    Committed,
     acquire_lease,
     commit_version,
-    load_manifest,
-    load_version_info,
     put_blobs,
     release_lease,
 )
-from actors.workspace.sync import plan_sync
 from actors.workspace.tree import TreeHead, WorkingTree
-from sandbox import (
-    ExecRequest,
-    OutputChunk,
-    ProcessInfo,
-    ProcessLogs,
-    ProcessNotFound,
-    SandboxCrashed,
-    SandboxError,
-    SandboxNotFound,
-    StartRequest,
-)
 from state.blobs import BlobStore
 from state.blobs.protocol import digest_of
 from state.db import Database
@@ -83,20 +70,19 @@ _THREAD_BYTES = 1 << 20
 # Changes whose contents are not at hand are fetched one by one up to this count; past it the
 # tree is re-materialized instead (it fetches in batches and skips files that already match).
 _FETCH_LIMIT = 32
-_EMPTY_SHA = digest_of(EMPTY_MANIFEST.encode())
-_T = TypeVar("_T")
-_NO_SANDBOXES = UnavailableLeaser("none", "no sandbox backend is configured for this host")
-_MESSAGE_COMMAND_CHARS = 72
-_KILL_SETTLE_S = 2.0
-# Errors after which the pool no longer holds the lease.
-_LEASE_GONE = (LeaseExpired, SandboxCrashed, SandboxNotFound)
+# Up to this many content bytes, the blob puts overlap the version transaction (which waits
+# for them before it commits). Larger puts (or slow S3 ones) go first, so that a transaction
+# never holds its locks and its pooled connection for the duration of a big upload.
+_OVERLAP_BYTES = 1 << 20
+
+Listener = Callable[[Mapping[str, Entry | None], Mapping[str, bytes], Author], Awaitable[None]]
 
 
 class SessionClosed(WorkspaceError):
     """The session was unloaded while a call waited for it; the host reopens and retries."""
 
 
-class WorkspaceSession:
+class WorkspaceSession(SandboxOperations):
     """Use ``await WorkspaceSession.open(...)``; the constructor does no I/O."""
 
     def __init__(
@@ -130,11 +116,9 @@ class WorkspaceSession:
         self._tree_stale = False
         # Called after every committed version, inside the write lock (live documents follow
         # their files this way); a listener must not raise.
-        self.commit_listeners: list[
-            Callable[[Mapping[str, Entry | None], Mapping[str, bytes], Author], Awaitable[None]]
-        ] = []
+        self.commit_listeners: list[Listener] = []
         # Sandboxes: a lease is held between calls only while started processes may run.
-        self.sandboxes: SandboxLeaser = _NO_SANDBOXES
+        self.sandboxes: SandboxLeaser = NO_SANDBOXES
         self._lease: Lease | None = None
         self._process_tokens: dict[str, str] = {}
         self.sandbox_used_monotonic = time.monotonic()
@@ -152,11 +136,6 @@ class WorkspaceSession:
     ) -> WorkspaceSession:
         """Take the lease of ``workspace_id`` and bring its working tree to the head version."""
         lease = await acquire_lease(db, workspace_id, owner)
-        if lease.manifest_sha256 is None:
-            manifest, head = EMPTY_MANIFEST, TreeHead(0, _EMPTY_SHA)
-        else:
-            manifest = Manifest.decode(await blobs.get(lease.manifest_sha256))
-            head = TreeHead(lease.head_version, lease.manifest_sha256)
         session = cls(
             workspace_id,
             db=db,
@@ -164,10 +143,10 @@ class WorkspaceSession:
             settings=settings,
             tree=tree,
             epoch=lease.epoch,
-            head=head,
-            manifest=manifest,
+            head=TreeHead(lease.head_version, lease.head_version_id or ""),
+            manifest=lease.manifest,
         )
-        if tree.read_head() != head:
+        if tree.read_head() != session._head:
             await session._materialize()
         return session
 
@@ -210,6 +189,7 @@ class WorkspaceSession:
                 return
             await self._end_sandbox(Author(None, "system"), "sync: session closed")
             self._closed = True
+            self._record_tree_head()
         try:
             await release_lease(self._db, self.workspace_id, self.lease_epoch)
         except (StateError, SQLAlchemyError, OSError) as exc:
@@ -315,7 +295,7 @@ class WorkspaceSession:
         async with self._exclusive():
             if not 1 <= version <= self._head.version:
                 raise VersionNotFound(f"workspace {self.workspace_id} has no version {version}")
-            target = await load_manifest(self._db, self._blobs, self.workspace_id, version)
+            target = await load_manifest(self._db, self.workspace_id, version)
             changes: dict[str, Entry | None] = {
                 change.path: target.get(change.path)
                 for change in diff_manifests(self._manifest, target)
@@ -327,233 +307,6 @@ class WorkspaceSession:
                 message=f"Restore version {version}",
                 restored_from=version,
             )
-
-    # --- sandboxes ------------------------------------------------------------------------------
-
-    @property
-    def holds_sandbox(self) -> bool:
-        return self._lease is not None
-
-    async def exec(self, request: ExecRequest, *, author: Author) -> ExecOutcome:
-        """Run ``request`` on the tree, then make what it changed one version."""
-        async with self._exclusive():
-            for attempt in range(2):
-                lease = await self._sandbox()
-                try:
-                    result = await self.sandboxes.exec(lease, request)
-                except LeaseExpired:
-                    self._lost(lease)
-                    if attempt == 0:
-                        continue  # A held lease ended before the command ran: lease anew.
-                    raise
-                except BaseException as exc:
-                    await self._end_transient(lease, exc)
-                    raise
-                break
-            report = await self._sync(author, _message(request))
-            await self._end_transient(lease, None)
-            return ExecOutcome(result, report)
-
-    async def exec_stream(
-        self, request: ExecRequest, *, author: Author
-    ) -> AsyncIterator[OutputChunk | ExecOutcome]:
-        """Like ``exec``, yielding output as it comes, then one ``ExecOutcome``."""
-        async with self._exclusive():
-            lease = await self._sandbox()
-            failure: BaseException | None = None
-            try:
-                async for event in self.sandboxes.exec_stream(lease, request):
-                    if isinstance(event, OutputChunk):
-                        yield event
-                        continue
-                    report = await self._sync(author, _message(request))
-                    yield ExecOutcome(event, report)
-                    return
-                raise SandboxCrashed(lease.sandbox_id, "the command ended without a result")
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
-                await self._end_transient(lease, failure)
-
-    async def start_process(
-        self, request: StartRequest, *, author: Author, client_token: str | None = None
-    ) -> ProcessInfo:
-        """Start a long-running process. The workspace keeps its sandbox while any runs.
-
-        A ``client_token`` seen before returns that process (while it is known) instead of
-        starting another: a client that lost the answer can retry safely."""
-        async with self._exclusive():
-            if client_token is not None and client_token in self._process_tokens:
-                known = self._process_tokens[client_token]
-                for info in await self._held_processes():
-                    if info.process_id == known:
-                        return info
-            lease = await self._sandbox()
-            try:
-                info = await self.sandboxes.start_process(lease, request)
-            except BaseException as exc:
-                await self._end_transient(lease, exc)
-                raise
-            self._lease = lease
-            if client_token is not None:
-                self._process_tokens[client_token] = info.process_id
-            log.info(
-                "workspace.process_started",
-                workspace_id=self.workspace_id,
-                process_id=info.process_id,
-                request_id=author.request_id,
-            )
-            return info
-
-    async def list_processes(self) -> list[ProcessInfo]:
-        return await self._held_processes()
-
-    async def read_logs(self, process_id: str, offset: int = 0) -> ProcessLogs:
-        lease = self._held(process_id)
-        return await self._held_call(lease, self.sandboxes.read_logs(lease, process_id, offset))
-
-    async def follow_process(self, process_id: str, offset: int = 0) -> AsyncIterator[bytes]:
-        lease = self._held(process_id)
-        try:
-            async for data in self.sandboxes.follow_process(lease, process_id, offset):
-                self.sandbox_used_monotonic = time.monotonic()
-                yield data
-        except _LEASE_GONE:
-            self._lost(lease)
-            raise ProcessNotFound(lease.sandbox_id, process_id) from None
-
-    async def write_stdin(self, process_id: str, data: bytes) -> None:
-        lease = self._held(process_id)
-        await self._held_call(lease, self.sandboxes.write_stdin(lease, process_id, data))
-
-    async def resize_terminal(self, process_id: str, *, cols: int, rows: int) -> None:
-        lease = self._held(process_id)
-        call = self.sandboxes.resize_terminal(lease, process_id, cols=cols, rows=rows)
-        await self._held_call(lease, call)
-
-    async def kill_process(self, process_id: str, *, author: Author) -> SyncReport:
-        """Kill the process and what it spawned, then version what it changed; the sandbox
-        goes back to the pool when no process is left."""
-        async with self._exclusive():
-            lease = self._held(process_id)
-            await self._held_call(lease, self.sandboxes.kill_process(lease, process_id))
-            await self._await_exit(process_id)
-            return await self._sync_and_maybe_release(author, f"sync: process {process_id} killed")
-
-    async def sync(self, *, author: Author) -> SyncReport:
-        """Version what processes changed so far (each exec and kill syncs by itself)."""
-        async with self._exclusive():
-            return await self._sync_and_maybe_release(author, "sync: process changes")
-
-    async def reap_sandbox(self, idle_timeout_s: float) -> bool:
-        """Sync and give the sandbox back when its processes ended or nobody used it for
-        ``idle_timeout_s`` (then its processes are killed). True if it was given back."""
-        if self._lease is None or self.busy:
-            return False
-        idle = time.monotonic() - self.sandbox_used_monotonic >= idle_timeout_s
-        if not idle and any(p.running for p in await self._held_processes()):
-            return False
-        async with self._exclusive():
-            await self._end_sandbox(Author(None, "system"), "sync: sandbox released")
-        return True
-
-    async def _sandbox(self) -> Lease:
-        self.sandbox_used_monotonic = time.monotonic()
-        if self._lease is not None:
-            return self._lease
-        return await self.sandboxes.lease(self.workspace_id, self.tree.root)
-
-    def _held(self, process_id: str) -> Lease:
-        self.sandbox_used_monotonic = time.monotonic()
-        if self._lease is None:
-            raise ProcessNotFound("-", process_id)
-        return self._lease
-
-    async def _held_call(self, lease: Lease, call: Awaitable[_T]) -> _T:
-        try:
-            return await call
-        except _LEASE_GONE:
-            self._lost(lease)
-            raise
-
-    async def _await_exit(self, process_id: str) -> None:
-        """Wait (briefly) until a killed process is reaped, so its writes are in the tree."""
-        deadline = time.monotonic() + _KILL_SETTLE_S
-        while time.monotonic() < deadline:
-            infos = await self._held_processes()
-            if not any(p.process_id == process_id and p.running for p in infos):
-                return
-            await asyncio.sleep(0.02)
-
-    async def _held_processes(self) -> list[ProcessInfo]:
-        lease = self._lease
-        if lease is None:
-            return []
-        try:
-            return await self.sandboxes.list_processes(lease)
-        except _LEASE_GONE:
-            self._lost(lease)
-            return []
-
-    def _lost(self, lease: Lease) -> None:
-        if self._lease == lease:
-            self._lease = None
-            self._process_tokens.clear()
-
-    async def _end_transient(self, lease: Lease, failure: BaseException | None) -> None:
-        """Release a lease taken for one call, unless processes hold it."""
-        if isinstance(failure, _LEASE_GONE):
-            self._lost(lease)
-            return
-        if self._lease != lease:
-            await self._release(lease)
-
-    async def _release(self, lease: Lease) -> None:
-        self._lost(lease)
-        try:
-            await self.sandboxes.release(lease)
-        except SandboxError as exc:
-            log.warning("workspace.release_sandbox_failed", error=str(exc))
-
-    async def _sync_and_maybe_release(self, author: Author, message: str) -> SyncReport:
-        report = await self._sync(author, message)
-        running = any(p.running for p in await self._held_processes())
-        if self._lease is not None and not running:
-            await self._release(self._lease)
-        return report
-
-    async def _end_sandbox(self, author: Author, message: str) -> None:
-        """Best-effort final sync, then release (the lock is held)."""
-        lease = self._lease
-        if lease is None:
-            return
-        try:
-            await self._sync(author, message)
-        except (WorkspaceError, StateError, SQLAlchemyError, OSError) as exc:
-            log.warning(
-                "workspace.final_sync_failed", workspace_id=self.workspace_id, error=str(exc)
-            )
-        finally:
-            await self._release(lease)
-
-    async def _sync(self, author: Author, message: str) -> SyncReport:
-        """Make the tree's changes one version (the lock is held)."""
-        plan = await anyio.to_thread.run_sync(plan_sync, self._manifest, self.tree)
-        skipped = tuple(plan.skipped)
-        if not plan.changes:
-            return SyncReport(skipped=skipped)
-        changed = tuple(sorted(plan.changes))
-        try:
-            for path, data in plan.contents.items():
-                check_file_size(path, len(data), self._settings)
-            info = await self._commit(
-                plan.changes, plan.contents, author=author, message=message, update_tree=False
-            )
-        except (QuotaExceeded, InvalidPath) as exc:
-            log.info("workspace.sync_refused", workspace_id=self.workspace_id, reason=exc.detail)
-            return SyncReport(None, changed, skipped, exc.detail)
-        return SyncReport(info.number, changed, skipped)
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -583,7 +336,7 @@ class WorkspaceSession:
         """Make ``changes`` one durable version, then update the tree; no-op if nothing changes.
 
         ``update_tree=False`` when the tree already holds the changes (a sync after a command):
-        only the sidecar moves, and the files keep the sandbox user as their owner."""
+        the files keep the sandbox user as their owner."""
         old = self._manifest
         new = old.apply(changes)
         effective = diff_manifests(
@@ -593,29 +346,14 @@ class WorkspaceSession:
             return await self._head_info()
         check_limits(old, new, changes, self._settings)
         started = time.perf_counter()
-        # Content and manifest blobs are independent; nothing refers to either until the commit.
-        _, manifest_ref = await asyncio.gather(
-            put_blobs(
-                self._blobs,
-                [contents[c.path] for c in effective if c.after_sha256 and c.path in contents],
-            ),
-            self._blobs.put(new.encode()),
+        stored = [contents[c.path] for c in effective if c.after_sha256 and c.path in contents]
+        committed = await self._durably(
+            stored, new, effective, author=author, message=message, restored_from=restored_from
         )
-        info = await commit_version(
-            self._db,
-            workspace_id=self.workspace_id,
-            epoch=self.lease_epoch,
-            base_version=self._head.version,
-            manifest=new,
-            manifest_sha256=manifest_ref.sha256,
-            changes=effective,
-            author=author,
-            message=message,
-            restored_from=restored_from,
-        )
+        info = committed.info
         self.last_flush_s = time.perf_counter() - started
         self._manifest = new
-        self._head = TreeHead(info.number, manifest_ref.sha256)
+        self._head = TreeHead(info.number, committed.version_id)
         self.writes += 1
         log.info(
             "workspace.version",
@@ -627,11 +365,47 @@ class WorkspaceSession:
         )
         if update_tree:
             await self._update_tree(changes, contents)
-        else:
-            self.tree.write_head(self._head)
         for listener in self.commit_listeners:
             await listener(changes, contents, author)
         return info
+
+    async def _durably(
+        self,
+        stored: list[bytes],
+        new: Manifest,
+        effective: list[Change],
+        *,
+        author: Author,
+        message: str,
+        restored_from: int | None,
+    ) -> Committed:
+        """Put the content blobs and commit the version; return once both are durable.
+
+        The version's file set is the transaction's (no manifest blob). Small puts run while
+        the transaction's statements are sent; the transaction commits only after them."""
+        version = functools.partial(
+            commit_version,
+            self._db,
+            workspace_id=self.workspace_id,
+            epoch=self.lease_epoch,
+            base_version=self._head.version,
+            manifest=new,
+            changes=effective,
+            author=author,
+            message=message,
+            restored_from=restored_from,
+        )
+        if not stored or sum(map(len, stored)) > _OVERLAP_BYTES:
+            await put_blobs(self._blobs, stored)
+            return await version()
+        puts = asyncio.ensure_future(put_blobs(self._blobs, stored))
+        try:
+            return await version(before_commit=puts)
+        finally:
+            if not puts.done():
+                await asyncio.wait([puts])  # The commit failed first: its error is the one raised.
+            if not puts.cancelled():
+                puts.exception()  # (Retrieved, so a failed put is not reported twice.)
 
     async def _update_tree(
         self, changes: Mapping[str, Entry | None], contents: Mapping[str, bytes]
@@ -656,14 +430,25 @@ class WorkspaceSession:
     def _apply_to_tree(
         self, changes: Mapping[str, Entry | None], contents: Mapping[str, bytes]
     ) -> None:
-        # The sidecar still names the previous head, which no longer matches the database, so
-        # a crash half-way through makes the next open re-materialize.
+        # The sidecar names an older version, which no longer matches the database, so a crash
+        # half-way through (or any time before the session closes) makes the next open
+        # re-materialize.
         for path, entry in changes.items():
             if entry is None:
                 self.tree.delete(path)
             else:
                 self.tree.write(path, contents[path], entry.mode)
-        self.tree.write_head(self._head)
+
+    def _record_tree_head(self) -> None:
+        """Name the head in the sidecar, so the next open can trust the tree (at close)."""
+        if self._tree_stale:
+            return
+        try:
+            self.tree.write_head(self._head)
+        except OSError as exc:  # The next open re-materializes instead: slower, still right.
+            log.warning(
+                "workspace.tree_head_failed", workspace_id=self.workspace_id, error=str(exc)
+            )
 
     async def _materialize(self) -> None:
         manifest = {path: entry.sha256 for path, entry in self._manifest.items()}
@@ -675,13 +460,6 @@ class WorkspaceSession:
         return await load_version_info(
             self._db, self.workspace_id, self._head.version, with_changes=False
         )
-
-
-def _message(request: ExecRequest) -> str:
-    command = request.shell if request.shell is not None else shlex.join(request.argv or ())
-    if len(command) > _MESSAGE_COMMAND_CHARS:
-        command = command[: _MESSAGE_COMMAND_CHARS - 1] + "…"
-    return f"exec: {command}"
 
 
 async def _hash(data: bytes) -> str:

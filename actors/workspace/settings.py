@@ -34,6 +34,10 @@ class WorkspaceSettings(BaseModel):
     purge_interval_s: float = 3600.0
     # Working trees on this node's disk. None: ``<data_dir>/trees``.
     trees_dir: Path | None = None
+    # A gateway replica trusts a member's role it looked up for this long (0: look up on every
+    # request). Changes made through the replica itself apply at once; changes made elsewhere
+    # (another replica, an accepted invitation, a deleted account) apply within this bound.
+    role_cache_ttl_s: float = 2.0
     # Live documents: turn typing into a file version this long after the last edit.
     collab_flush_delay_s: float = 0.3
     # Compact a document's update log into a snapshot after this many updates.

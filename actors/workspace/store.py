@@ -6,59 +6,73 @@ built on. Zero rows updated means another session took the workspace over (``Lea
 is gone (``WorkspaceNotFound``). Conditional UPDATEs rather than read-then-write because SQLite
 through aiosqlite does not isolate a read from a later write in the same transaction; the UPDATE
 also takes the write lock (SQLite) or row lock (PostgreSQL) first, so the rest of the
-transaction runs alone. Blobs (contents, then the manifest) are put before this transaction.
+transaction runs alone. The content blobs are put before this transaction; the version's file
+set is the database's (the version row, its change rows and the file index, see
+``history.py``), so a write costs one blob and one transaction.
+
+SQLite allows one writer at a time and makes a blocked writer poll with growing sleeps (1, 2,
+5, 10 ms ...), so the version transactions of one process queue on an in-process lock instead,
+handed over as soon as the previous commit returns. Other processes still meet SQLite's lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import functools
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import CursorResult, Insert, Table, bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from actors.workspace.api import (
     Author,
     Change,
-    ChangeKind,
     LeaseLost,
     VersionInfo,
-    VersionNotFound,
     WorkspaceNotFound,
 )
 from actors.workspace.bounded import map_bounded
-from actors.workspace.manifest import Entry, Manifest
+from actors.workspace.history import EMPTY_MANIFEST, head_manifest
+from actors.workspace.manifest import Manifest
 from state.blobs import BlobStore
 from state.db import Database
-from state.models import FileEntry, Version, VersionFile, Workspace, utcnow
+from state.models import FileEntry, Version, VersionFile, Workspace, new_id, utcnow
 
 __all__ = [
+    "Committed",
     "Lease",
     "acquire_lease",
     "chunks",
     "commit_version",
-    "load_changes",
-    "load_manifest",
-    "load_version_info",
     "put_blobs",
     "release_lease",
-    "version_info",
 ]
 
 # Bound the number of bind parameters per statement (SQLite allows 32766, asyncpg 32767).
 _CHUNK = 500
-EMPTY_MANIFEST = Manifest()
+_sqlite_writers: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """What a session learned when it took a workspace over."""
+    """What a session learned when it took a workspace over: its token and the head."""
 
     epoch: int
     head_version: int
-    manifest_sha256: str | None  # None while the workspace has no version yet.
+    head_version_id: str | None  # None while the workspace has no version yet.
+    manifest: Manifest
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    info: VersionInfo
+    version_id: str
 
 
 def chunks(items: Sequence[str], size: int = _CHUNK) -> Iterable[Sequence[str]]:
@@ -73,7 +87,10 @@ async def put_blobs(blobs: BlobStore, contents: Sequence[bytes]) -> None:
 
 
 async def acquire_lease(db: Database, workspace_id: str, owner: str) -> Lease:
-    """Become the workspace's writer: bump its fencing token, fencing every older session out."""
+    """Become the workspace's writer: bump its fencing token, fencing every older session out.
+
+    The head's file set is read in the same transaction, after the bump: no older session can
+    commit in between."""
     async with db.session() as session, session.begin():
         bumped = await _execute_update(
             session,
@@ -90,14 +107,15 @@ async def acquire_lease(db: Database, workspace_id: str, owner: str) -> Lease:
                 )
             )
         ).one()
-        manifest_sha = None
-        if row.head_version > 0:
-            manifest_sha = await session.scalar(
-                select(Version.manifest_sha256).where(
-                    Version.workspace_id == workspace_id, Version.number == row.head_version
-                )
+        if row.head_version == 0:
+            return Lease(row.lease_epoch, 0, None, EMPTY_MANIFEST)
+        version_id = await session.scalar(
+            select(Version.id).where(
+                Version.workspace_id == workspace_id, Version.number == row.head_version
             )
-    return Lease(epoch=row.lease_epoch, head_version=row.head_version, manifest_sha256=manifest_sha)
+        )
+        manifest = await head_manifest(session, workspace_id)
+    return Lease(row.lease_epoch, row.head_version, version_id, manifest)
 
 
 async def release_lease(db: Database, workspace_id: str, epoch: int) -> None:
@@ -111,21 +129,6 @@ async def release_lease(db: Database, workspace_id: str, epoch: int) -> None:
         )
 
 
-async def load_manifest(db: Database, blobs: BlobStore, workspace_id: str, number: int) -> Manifest:
-    """The file set of version ``number`` (0 is the empty workspace before any version)."""
-    if number == 0:
-        return EMPTY_MANIFEST
-    async with db.session() as session:
-        digest = await session.scalar(
-            select(Version.manifest_sha256).where(
-                Version.workspace_id == workspace_id, Version.number == number
-            )
-        )
-    if digest is None:
-        raise VersionNotFound(f"workspace {workspace_id} has no version {number}")
-    return Manifest.decode(await blobs.get(digest))
-
-
 async def commit_version(
     db: Database,
     *,
@@ -133,92 +136,152 @@ async def commit_version(
     epoch: int,
     base_version: int,
     manifest: Manifest,
-    manifest_sha256: str,
     changes: Sequence[Change],
     author: Author,
     message: str,
     restored_from: int | None = None,
-) -> VersionInfo:
-    """Record version ``base_version + 1`` with ``changes``; the blobs must already be stored."""
+    before_commit: Awaitable[None] | None = None,
+) -> Committed:
+    """Record version ``base_version + 1`` with ``changes`` (``manifest`` is the file set they
+    lead to). The content blobs must be durable before the commit: stored already, or
+    ``before_commit``, awaited after the statements and before COMMIT (its error rolls back).
+
+    Prebuilt Core statements on a plain connection: this runs for every write, and the ORM's
+    per-statement work cost more CPU than the rest of the write path together."""
     now = utcnow()
     number = base_version + 1
-    async with db.session() as session, session.begin():
-        bumped = await _execute_update(
-            session,
-            update(Workspace)
-            .where(
-                Workspace.id == workspace_id,
-                Workspace.lease_epoch == epoch,
-                Workspace.head_version == base_version,
-                Workspace.deleted_at.is_(None),
-            )
-            .values(head_version=number, total_bytes=manifest.total_bytes, updated_at=now),
+    version_id = new_id()
+    async with _one_writer(db), db.engine.begin() as connection:
+        bumped = await connection.execute(
+            _BUMP_HEAD,
+            {"b_workspace": workspace_id, "b_epoch": epoch, "b_base": base_version,
+             "b_number": number, "b_bytes": manifest.total_bytes, "b_now": now},
+        )  # fmt: skip
+        if bumped.rowcount == 0:
+            await _explain_fenced(connection, workspace_id, epoch)
+        await connection.execute(
+            _INSERT_VERSION,
+            {"id": version_id, "workspace_id": workspace_id, "number": number,
+             "author_id": author.user_id, "author_kind": author.kind, "message": message,
+             "created_at": now, "parent_number": base_version or None,
+             "restored_from": restored_from, "manifest_sha256": None,
+             "file_count": len(manifest), "total_bytes": manifest.total_bytes},
+        )  # fmt: skip
+        await _record_changes(
+            connection, db.dialect, workspace_id, version_id, changes, manifest, now
         )
-        if bumped == 0:
-            await _explain_fenced(session, workspace_id, epoch)
-        version = Version(
-            workspace_id=workspace_id,
-            number=number,
-            author_id=author.user_id,
-            author_kind=author.kind,
-            message=message,
-            created_at=now,
-            parent_number=base_version or None,
-            restored_from=restored_from,
-            manifest_sha256=manifest_sha256,
-            file_count=len(manifest),
-            total_bytes=manifest.total_bytes,
-        )
-        session.add(version)
-        await session.flush()
-        await _record_changes(session, workspace_id, version.id, changes, manifest, now)
-    return version_info(version, changes)
+        if before_commit is not None:
+            await before_commit
+    info = VersionInfo(
+        workspace_id=workspace_id,
+        number=number,
+        created_at=now,
+        author_id=author.user_id,
+        author_kind=author.kind,
+        message=message,
+        restored_from=restored_from,
+        changes=tuple(changes),
+    )
+    return Committed(info, version_id)
+
+
+@asynccontextmanager
+async def _one_writer(db: Database) -> AsyncIterator[None]:
+    """Queue this process's version transactions on one lock when the database is SQLite."""
+    if db.dialect != "sqlite":
+        yield
+        return
+    lock = _sqlite_writers.get(db)
+    if lock is None:
+        lock = _sqlite_writers[db] = asyncio.Lock()
+    async with lock:
+        yield
 
 
 async def _record_changes(
-    session: AsyncSession,
+    connection: AsyncConnection,
+    dialect: str,
     workspace_id: str,
     version_id: str,
     changes: Sequence[Change],
     manifest: Manifest,
     now: datetime,
 ) -> None:
+    """The version's change rows, then the file index: deletions, then one upsert."""
     rows: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
+    deleted: list[str] = []
     for change in changes:
-        entry: Entry | None = manifest.get(change.path)
+        entry = manifest.get(change.path)
         rows.append(
-            {
-                "version_id": version_id,
-                "path": change.path,
-                "change": change.kind,
-                "sha256": change.after_sha256,
-                "before_sha256": change.before_sha256,
-                "size": entry.size if entry else None,
-                "mode": entry.mode if entry else None,
-            }
-        )
-        if entry is not None:
-            entries.append(
-                {
-                    "workspace_id": workspace_id,
-                    "path": change.path,
-                    "sha256": entry.sha256,
-                    "size": entry.size,
-                    "mode": entry.mode,
-                    "modified_at": now,
-                }
-            )
+            {"id": new_id(), "version_id": version_id, "path": change.path,
+             "change": change.kind, "sha256": change.after_sha256,
+             "before_sha256": change.before_sha256, "size": entry.size if entry else None,
+             "mode": entry.mode if entry else None},
+        )  # fmt: skip
+        if entry is None:
+            deleted.append(change.path)
+            continue
+        entries.append(
+            {"id": new_id(), "workspace_id": workspace_id, "path": change.path,
+             "sha256": entry.sha256, "size": entry.size, "mode": entry.mode, "modified_at": now},
+        )  # fmt: skip
     if rows:
-        await session.execute(insert(VersionFile), rows)
-    for paths in chunks([change.path for change in changes]):
-        await session.execute(
-            delete(FileEntry)
-            .where(FileEntry.workspace_id == workspace_id, FileEntry.path.in_(paths))
-            .execution_options(synchronize_session=False)
+        await connection.execute(_INSERT_CHANGE, rows)
+    for paths in chunks(deleted):
+        await connection.execute(
+            _DELETE_ENTRIES, {"b_workspace": workspace_id, "b_paths": list(paths)}
         )
     if entries:
-        await session.execute(insert(FileEntry), entries)
+        await connection.execute(_upsert_entries(dialect), entries)
+
+
+_WORKSPACES = cast(Table, Workspace.__table__)
+_VERSIONS = cast(Table, Version.__table__)
+_CHANGES = cast(Table, VersionFile.__table__)
+_ENTRIES = cast(Table, FileEntry.__table__)
+
+_BUMP_HEAD = (
+    update(_WORKSPACES)
+    .where(
+        _WORKSPACES.c.id == bindparam("b_workspace"),
+        _WORKSPACES.c.lease_epoch == bindparam("b_epoch"),
+        _WORKSPACES.c.head_version == bindparam("b_base"),
+        _WORKSPACES.c.deleted_at.is_(None),
+    )
+    .values(
+        head_version=bindparam("b_number"),
+        total_bytes=bindparam("b_bytes"),
+        updated_at=bindparam("b_now"),
+    )
+)
+_INSERT_VERSION = insert(_VERSIONS)
+_INSERT_CHANGE = insert(_CHANGES)
+_DELETE_ENTRIES = delete(_ENTRIES).where(
+    _ENTRIES.c.workspace_id == bindparam("b_workspace"),
+    _ENTRIES.c.path.in_(bindparam("b_paths", expanding=True)),
+)
+
+
+@functools.cache
+def _upsert_entries(dialect: str) -> Insert:
+    """``INSERT … ON CONFLICT (workspace_id, path) DO UPDATE``: one statement per version."""
+    match dialect:
+        case "sqlite":
+            statement: sqlite.Insert | postgresql.Insert = sqlite.insert(_ENTRIES)
+        case "postgresql":
+            statement = postgresql.insert(_ENTRIES)
+        case _:
+            raise ValueError(f"unsupported database dialect {dialect!r}")
+    return statement.on_conflict_do_update(
+        index_elements=[_ENTRIES.c.workspace_id, _ENTRIES.c.path],
+        set_={
+            "sha256": statement.excluded.sha256,
+            "size": statement.excluded.size,
+            "mode": statement.excluded.mode,
+            "modified_at": statement.excluded.modified_at,
+        },
+    )
 
 
 async def _execute_update(session: AsyncSession, statement: Any) -> int:
@@ -226,9 +289,11 @@ async def _execute_update(session: AsyncSession, statement: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-async def _explain_fenced(session: AsyncSession, workspace_id: str, epoch: int) -> None:
+async def _explain_fenced(
+    connection: AsyncSession | AsyncConnection, workspace_id: str, epoch: int
+) -> None:
     row = (
-        await session.execute(
+        await connection.execute(
             select(Workspace.lease_epoch, Workspace.deleted_at).where(Workspace.id == workspace_id)
         )
     ).one_or_none()
@@ -238,53 +303,4 @@ async def _explain_fenced(session: AsyncSession, workspace_id: str, epoch: int) 
         f"workspace {workspace_id}: lease epoch {epoch} was superseded by {row.lease_epoch}"
         if row.lease_epoch != epoch
         else f"workspace {workspace_id}: head moved under this session"
-    )
-
-
-async def load_version_info(
-    db: Database, workspace_id: str, number: int, *, with_changes: bool = True
-) -> VersionInfo:
-    """Version ``number``; version 0 (before any change) is described as an empty version."""
-    async with db.session() as session:
-        version = await session.scalar(
-            select(Version).where(Version.workspace_id == workspace_id, Version.number == number)
-        )
-        if version is None:
-            if number == 0:
-                return VersionInfo(workspace_id, 0, utcnow(), None, "system", "")
-            raise VersionNotFound(f"workspace {workspace_id} has no version {number}")
-        changes: list[Change] = []
-        if with_changes:
-            changes = await load_changes(session, version.id)
-    return version_info(version, changes)
-
-
-async def load_changes(session: AsyncSession, version_id: str) -> list[Change]:
-    rows = await session.scalars(select(VersionFile).where(VersionFile.version_id == version_id))
-    # Sorted here, not in SQL: PostgreSQL collations and SQLite order strings differently.
-    return sorted(
-        [
-            Change(
-                path=row.path,
-                kind=cast(ChangeKind, row.change),
-                before_sha256=row.before_sha256,
-                after_sha256=row.sha256,
-                size=row.size,
-            )
-            for row in rows
-        ],
-        key=lambda change: change.path,
-    )
-
-
-def version_info(version: Version, changes: Sequence[Change] = ()) -> VersionInfo:
-    return VersionInfo(
-        workspace_id=version.workspace_id,
-        number=version.number,
-        created_at=version.created_at,
-        author_id=version.author_id,
-        author_kind=version.author_kind,
-        message=version.message,
-        restored_from=version.restored_from,
-        changes=tuple(changes),
     )

@@ -1,8 +1,8 @@
 """The starting file sets of new workspaces: ``blank``, ``python`` and ``static-web``.
 
 Each template is a plain ``path -> bytes`` mapping, written as the workspace's first version.
-The python template's test passes with ``python -m unittest`` alone (no pytest needed), and
-with ``python -m pytest`` too.
+The python template's test passes with ``python3 -m unittest`` alone (no pytest needed), and
+with ``python3 -m pytest`` too.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def _python(name: str) -> dict[str, str]:
         "README.md": _readme(
             name,
             f"A small Python package, `{pkg}`.\n\n"
-            "Run the tests with `python -m unittest` (or `python -m pytest`).",
+            "Run the tests with `python3 -m unittest`\n"
+            "(or `python3 -m pytest` where pytest is installed).",
         ).decode(),
         ".gitignore": "__pycache__/\n*.py[cod]\n.venv/\n*.egg-info/\nbuild/\ndist/\n"
         ".pytest_cache/\n",

@@ -43,8 +43,11 @@ _MATERIALIZE_BATCH = 32
 
 @dataclass(frozen=True, slots=True)
 class TreeHead:
+    """The version a tree reflects: its number and its row id ("" for version 0), so a version
+    number that names other contents (say, a database restored from a backup) never matches."""
+
     version: int
-    manifest_sha256: str
+    version_id: str
 
 
 @dataclass(slots=True)
@@ -66,13 +69,14 @@ class WorkingTree:
         """The version the tree reflects, or None if unknown (missing tree or sidecar)."""
         try:
             body = json.loads(self.sidecar.read_text())
-            head = TreeHead(int(body["version"]), str(body["manifest_sha256"]))
+            # A sidecar of the older format (keyed by manifest) reads as unknown: re-materialize.
+            head = TreeHead(int(body["version"]), str(body["version_id"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return head if self.root.is_dir() and not self.root.is_symlink() else None
 
     def write_head(self, head: TreeHead) -> None:
-        body = json.dumps({"version": head.version, "manifest_sha256": head.manifest_sha256})
+        body = json.dumps({"version": head.version, "version_id": head.version_id})
         temp = self.sidecar.with_name(f"{self.sidecar.name}.{secrets.token_hex(4)}.tmp")
         temp.write_text(body)
         os.replace(temp, self.sidecar)

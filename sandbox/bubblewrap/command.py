@@ -1,59 +1,30 @@
 """The command line that starts one hardened bubblewrap sandbox (see docs/sandbox.md).
 
-``sh`` (root) moves itself into the sandbox's cgroups, then execs ``setpriv``, which drops
-to the unprivileged sandbox uid with no groups, no capabilities and no_new_privs, then execs
+``sh`` (root) moves itself into the sandbox's cgroups and waits for a line on its stdin (the
+chain is prepared ahead, see ``launcher.py``), then execs ``setpriv``, which drops to the
+unprivileged sandbox uid with no groups, no capabilities and no_new_privs, then execs
 ``bwrap``, which builds the namespaces and mounts and runs the supervisor as pid 2 under
-bwrap's own pid 1.
+bwrap's own pid 1. The supervisor's stdin is the same pipe, after that line.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
+from sandbox.launch import SANDBOX_SHM, SANDBOX_TMP
 from sandbox.settings import BubblewrapSettings
 from sandbox.types import WORKSPACE_MOUNT, SandboxSpec
 
-__all__ = ["bwrap_argv", "supervisor_config"]
+__all__ = ["bwrap_argv"]
 
-# Writes "$$" into each cgroup.procs given before "--", then execs the rest.
-_ENTER_CGROUPS = (
-    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+# Writes "$$" into each cgroup.procs given before "--", reads one line, then execs the rest
+# (dash reads it a byte at a time, so what follows on stdin is left for the supervisor).
+_ENTER_CGROUPS_AND_WAIT = (
+    'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; '
+    'read -r _ || exit 125; exec "$@"'
 )
 _MERGED_USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _READ_ONLY_ETC = ("ld.so.cache", "alternatives", "localtime")
-PATH = "/usr/local/bin:/usr/bin:/bin"
-# Paths inside the sandbox: private tmpfs mounts, never the host's.
-SANDBOX_TMP = "/tmp"  # noqa: S108
-SANDBOX_SHM = "/dev/shm"  # noqa: S108
-
-
-def supervisor_config(spec: SandboxSpec, *, rlimit_fallback: bool) -> dict[str, Any]:
-    limits = spec.limits
-    rlimits = {"cpu": limits.cpu_time_s, "fsize": limits.file_size_bytes}
-    if rlimit_fallback:  # Weak: per uid (nproc) and per process (as), not per sandbox.
-        rlimits |= {"nproc": limits.pids, "as": limits.memory_bytes}
-    return {
-        "workspace": WORKSPACE_MOUNT,
-        "wipe_dirs": [SANDBOX_TMP, SANDBOX_SHM],
-        "own_pid_namespace": True,
-        "base_env": {
-            "PATH": PATH,
-            "HOME": SANDBOX_TMP,
-            "TMPDIR": SANDBOX_TMP,
-            "LANG": "C.UTF-8",
-            "TERM": "xterm-256color",
-            # No __pycache__ in /workspace: Python checks bytecode against the source's mtime
-            # in whole seconds and its size, so an edit within the second that keeps the size
-            # (an agent's "a - b" -> "a + b") would run stale code; nor .pyc files as versions.
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        | spec.env,
-        "rlimits": rlimits,
-        "output_bytes": limits.output_bytes,
-        "log_bytes": limits.output_bytes,
-    }
 
 
 def _root_filesystem() -> list[str]:
@@ -79,13 +50,11 @@ def bwrap_argv(
     cgroup_procs: list[str],
     info_fd: int,
     seccomp_fd: int,
-    supervisor_source: str,
-    config: dict[str, Any],
+    supervisor: list[str],
 ) -> list[str]:
+    """The whole launch chain; ``supervisor`` is the command bwrap runs (the supervisor's)."""
     limits = spec.limits
-    argv = []
-    if cgroup_procs:
-        argv += ["/bin/sh", "-c", _ENTER_CGROUPS, "vibecode-cgroup", *cgroup_procs, "--"]
+    argv = ["/bin/sh", "-c", _ENTER_CGROUPS_AND_WAIT, "vibecode-launch", *cgroup_procs, "--"]
     argv += [
         str(settings.setpriv_path),
         f"--reuid={settings.sandbox_uid}",
@@ -122,6 +91,6 @@ def bwrap_argv(
         "--info-fd", str(info_fd),
         "--seccomp", str(seccomp_fd),
         "--",
-        str(settings.python_path), "-I", "-S", "-c", supervisor_source, json.dumps(config),
+        *supervisor,
     ]  # fmt: skip
     return argv

@@ -1,10 +1,10 @@
 """The seccomp filter every bubblewrap sandbox runs under, as a classic BPF program.
 
-Built here in pure Python (no libseccomp needed): deny with EPERM the calls that widen the
-kernel's attack surface or reach outside the sandbox (ptrace, mount, namespaces, keyrings,
-bpf, perf, modules, kexec, io_uring...), refuse ``clone`` with namespace flags and
-``ioctl(TIOCSTI)`` terminal injection, answer ``clone3`` with ENOSYS (so libc falls back to
-``clone``, whose flags we can inspect), and kill any process using another ABI (i386, x32).
+Built here in pure Python (no libseccomp needed) from the policy in
+``sandbox/syscall_policy.py``: EPERM for the refused calls, ``clone`` with namespace flags and
+``ioctl(TIOCSTI)`` terminal injection; ENOSYS for ``clone3`` (so libc falls back to ``clone``,
+whose flags we can inspect); any process using another ABI (i386, x32) is killed. Assembled
+once per backend (well under a millisecond); each launch gets a fresh memfd with it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,15 @@ import platform
 import struct
 
 from sandbox.errors import SandboxUnavailable
+from sandbox.syscall_policy import (
+    BLOCKED_SYSCALLS,
+    CLONE,
+    CLONE3,
+    CLONE_NAMESPACE_FLAGS,
+    IOCTL,
+    TIOCLINUX,
+    TIOCSTI,
+)
 
 __all__ = ["BLOCKED_SYSCALLS", "filter_program", "seccomp_fd"]
 
@@ -23,26 +32,7 @@ X32_SYSCALL_BIT = 0x40000000
 RET_ALLOW = 0x7FFF0000
 RET_KILL_PROCESS = 0x80000000
 RET_ERRNO = 0x00050000
-CLONE_NAMESPACE_FLAGS = 0x7E020080  # NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET|NEWTIME
-TIOCSTI = 0x5412
-TIOCLINUX = 0x541C
-
-# x86_64 numbers (arch/x86/entry/syscalls/syscall_64.tbl).
-BLOCKED_SYSCALLS: dict[str, int] = {
-    "ptrace": 101, "syslog": 103, "uselib": 134, "personality": 135, "ustat": 136,
-    "sysfs": 139, "vhangup": 153, "pivot_root": 155, "_sysctl": 156, "adjtimex": 159,
-    "chroot": 161, "acct": 163, "settimeofday": 164, "mount": 165, "umount2": 166,
-    "swapon": 167, "swapoff": 168, "reboot": 169, "sethostname": 170, "setdomainname": 171,
-    "iopl": 172, "ioperm": 173, "init_module": 175, "delete_module": 176, "quotactl": 179,
-    "nfsservctl": 180, "lookup_dcookie": 212, "clock_settime": 227, "kexec_load": 246,
-    "add_key": 248, "request_key": 249, "keyctl": 250, "unshare": 272, "perf_event_open": 298,
-    "name_to_handle_at": 303, "open_by_handle_at": 304, "clock_adjtime": 305, "setns": 308,
-    "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312, "finit_module": 313,
-    "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425,
-    "io_uring_enter": 426, "io_uring_register": 427, "open_tree": 428, "move_mount": 429,
-    "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
-}  # fmt: skip
-CLONE, CLONE3, IOCTL = 56, 435, 16
+CLONE_NAMESPACE_MASK = sum(CLONE_NAMESPACE_FLAGS.values())
 
 # Classic BPF opcodes.
 LD_W_ABS, JEQ_K, JGE_K, JSET_K, RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
@@ -88,7 +78,7 @@ def filter_program() -> bytes:
         (RET_K, 0, 0, RET_ALLOW),
         "clone",
         (LD_W_ABS, 0, 0, OFFSET_ARG0),
-        (JSET_K, "eperm", 0, CLONE_NAMESPACE_FLAGS),
+        (JSET_K, "eperm", 0, CLONE_NAMESPACE_MASK),
         (RET_K, 0, 0, RET_ALLOW),
         "ioctl",
         (LD_W_ABS, 0, 0, OFFSET_ARG1),
@@ -107,7 +97,7 @@ def filter_program() -> bytes:
 
 def seccomp_fd(program: bytes) -> int:
     """A fresh fd holding ``program`` at offset 0: bwrap reads it to the end, once."""
-    fd = os.memfd_create("vibecode-seccomp", 0)
+    fd = os.memfd_create("vibecode-seccomp")  # close-on-exec: passed on with pass_fds only
     os.write(fd, program)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd

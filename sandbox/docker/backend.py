@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -24,23 +22,19 @@ import anyio.to_thread
 import docker
 from docker.models.containers import Container
 
-from sandbox import supervisor
-from sandbox.bubblewrap import mounts
-from sandbox.bubblewrap.cgroups import SandboxCgroup
-from sandbox.bubblewrap.command import supervisor_config
-from sandbox.channel import Frame
+from sandbox import mounts
 from sandbox.docker.attach import AttachedStdio, open_attached, raw_socket
 from sandbox.docker.container import container_options
 from sandbox.docker.errors import docker_errors
-from sandbox.docker.usage import container_cgroup, disk_usage
-from sandbox.errors import SandboxError, SandboxLimitInvalid, SandboxUnavailable
+from sandbox.docker.usage import container_cgroup
+from sandbox.errors import SandboxLimitInvalid, SandboxUnavailable
+from sandbox.launch import supervisor_config
 from sandbox.settings import DockerSettings
-from sandbox.supervised import Launched, RunningSandbox, SupervisedBackend
-from sandbox.types import KilledReason, SandboxSpec
+from sandbox.slotted import SlotState, SlottedBackend
+from sandbox.supervised import Launched, RunningSandbox, new_sandbox_id
+from sandbox.types import SandboxSpec
 
 __all__ = ["DockerBackend", "unavailable_reason"]
-
-_SOURCE = inspect.getsource(supervisor)
 
 
 def unavailable_reason() -> str | None:
@@ -50,22 +44,22 @@ def unavailable_reason() -> str | None:
     return None
 
 
-@dataclass
-class _State:
+@dataclass(kw_only=True)
+class _State(SlotState):
     container: Container
-    sandbox_dir: Path
-    slot: Path
     stdio: AttachedStdio
-    cgroup: SandboxCgroup | None = None
-    oom_kills_seen: int = 0
-    watchdog: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class DockerBackend(SupervisedBackend):
+class DockerBackend(SlottedBackend):
     name = "docker"
 
     def __init__(self, settings: DockerSettings) -> None:
-        super().__init__()
+        super().__init__(
+            state_dir=settings.state_dir,
+            sandbox_uid=settings.sandbox_uid,
+            sandbox_gid=settings.sandbox_gid,
+            workspace_check_interval_s=settings.workspace_check_interval_s,
+        )
         reason = unavailable_reason()
         if reason is not None:
             raise SandboxUnavailable("docker", reason)
@@ -109,9 +103,10 @@ class DockerBackend(SupervisedBackend):
 
     # --- SupervisedBackend hooks ------------------------------------------------------------
 
-    async def _launch(self, sandbox_id: str, spec: SandboxSpec) -> tuple[Launched, Any]:
+    async def _launch(self, spec: SandboxSpec) -> tuple[Launched, Any]:
         if spec.network and not self._settings.allow_network:
             raise SandboxLimitInvalid("network", True, "network is disabled in the settings")
+        sandbox_id = new_sandbox_id()
         sandbox_dir = self._settings.state_dir / sandbox_id
         slot = await asyncio.to_thread(mounts.create_slot, sandbox_dir)
         options = container_options(
@@ -119,7 +114,6 @@ class DockerBackend(SupervisedBackend):
             spec,
             sandbox_id=sandbox_id,
             slot=slot,
-            supervisor_source=_SOURCE,
             config=supervisor_config(spec, rlimit_fallback=False),
         )
         container: Container | None = None
@@ -141,15 +135,17 @@ class DockerBackend(SupervisedBackend):
             mounts.remove_slot(sandbox_dir)
             raise
         state = _State(
-            container, sandbox_dir, slot, stdio, cgroup=container_cgroup(container.attrs)
+            sandbox_dir=sandbox_dir,
+            slot=slot,
+            cgroup=container_cgroup(container.attrs),
+            container=container,
+            stdio=stdio,
         )
         self._spawn(stdio.demultiplex())
         enforcement = state.cgroup.mode if state.cgroup is not None else "none"
-        # The channel needs only the process's stdio, which the attach connection provides.
-        return Launched(cast(asyncio.subprocess.Process, stdio), enforcement), state
-
-    async def _ready(self, sandbox: RunningSandbox) -> None:
-        self._spawn(self._watch_workspace(sandbox))
+        # The backend needs only the process's stdio, which the attach connection provides.
+        process = cast(asyncio.subprocess.Process, stdio)
+        return Launched(sandbox_id, process, enforcement), state
 
     async def _kill(self, sandbox: RunningSandbox) -> None:
         state: _State = sandbox.backend_state
@@ -158,28 +154,7 @@ class DockerBackend(SupervisedBackend):
             await self._remove(state.container)
         finally:
             state.stdio.close()
-            await asyncio.to_thread(mounts.remove_slot, state.sandbox_dir)
-
-    async def _attach(self, sandbox: RunningSandbox, workspace_dir: Path) -> None:
-        uid, gid = self._settings.sandbox_uid, self._settings.sandbox_gid
-        await asyncio.to_thread(mounts.adopt, workspace_dir, uid, gid)
-        mounts.attach(sandbox.backend_state.slot, workspace_dir)
-
-    async def _detach(self, sandbox: RunningSandbox) -> None:
-        mounts.detach(sandbox.backend_state.slot)
-
-    def _memory_bytes(self, sandbox: RunningSandbox) -> int | None:
-        cgroup = sandbox.backend_state.cgroup
-        return cgroup.memory_bytes() if cgroup is not None else None
-
-    def _killed_reason(self, sandbox: RunningSandbox, frame: Frame) -> KilledReason | None:
-        state: _State = sandbox.backend_state
-        if state.cgroup is not None:
-            kills = state.cgroup.oom_kills()
-            oom, state.oom_kills_seen = kills > state.oom_kills_seen, kills
-            if oom and not frame.get("timed_out"):
-                return "memory"
-        return super()._killed_reason(sandbox, frame)
+            await asyncio.to_thread(self._release, state)
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -194,20 +169,3 @@ class DockerBackend(SupervisedBackend):
             contextlib.suppress(docker.errors.NotFound),
         ):
             await self._call(container.remove, force=True, v=True)
-
-    async def _watch_workspace(self, sandbox: RunningSandbox) -> None:
-        """Kill every process when the attached workspace grows past its quota."""
-        state: _State = sandbox.backend_state
-        interval_s = self._settings.workspace_check_interval_s
-        quota = sandbox.info.limits.workspace_disk_bytes
-        while not state.watchdog.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.watchdog.wait(), interval_s)
-            workspace = sandbox.workspace_dir
-            if workspace is None or state.watchdog.is_set():
-                continue
-            used = await asyncio.to_thread(disk_usage, workspace)
-            if used > quota and not state.watchdog.is_set():
-                sandbox.quota_exceeded = True
-                with contextlib.suppress(SandboxError):  # A crash is the next call's problem.
-                    await sandbox.channel.call("reset", keep_scratch=True)

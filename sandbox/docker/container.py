@@ -6,13 +6,13 @@ Pure: ``container_options`` turns settings and a spec into keyword arguments for
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from docker.types import Mount
 
 from sandbox.docker.seccomp import security_opt
+from sandbox.launch import source_argv
 from sandbox.settings import DockerSettings
 from sandbox.types import WORKSPACE_MOUNT, SandboxSpec
 
@@ -32,7 +32,6 @@ def container_options(
     *,
     sandbox_id: str,
     slot: Path,
-    supervisor_source: str,
     config: dict[str, Any],
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create`` (the image is the first argument).
@@ -43,14 +42,7 @@ def container_options(
     limits = spec.limits
     network = settings.network_mode if spec.network else "none"
     return {
-        "command": [
-            settings.python_path,
-            "-I",
-            "-S",
-            "-c",
-            supervisor_source,
-            json.dumps(config),
-        ],
+        "command": source_argv(settings.python_path, config),
         "name": container_name(sandbox_id),
         "hostname": "sandbox",
         "user": f"{settings.sandbox_uid}:{settings.sandbox_gid}",

@@ -1,4 +1,5 @@
-"""The seccomp profile of docker sandboxes: the bubblewrap backend's policy, in docker's format.
+"""The seccomp profile of docker sandboxes: ``sandbox/syscall_policy.py`` in docker's format
+(bubblewrap's BPF filter enforces the same table).
 
 Docker's default profile lets ``ptrace`` through on current kernels, so the sandboxes run
 under a profile of our own instead: allow by default, refuse with EPERM every call the
@@ -13,20 +14,9 @@ import errno
 import json
 from typing import Any
 
-from sandbox.bubblewrap.seccomp import BLOCKED_SYSCALLS, TIOCLINUX, TIOCSTI
+from sandbox.syscall_policy import BLOCKED_SYSCALLS, CLONE_NAMESPACE_FLAGS, TIOCLINUX, TIOCSTI
 
 __all__ = ["CLONE_NAMESPACE_FLAGS", "profile", "security_opt"]
-
-CLONE_NAMESPACE_FLAGS = {
-    "CLONE_NEWNS": 0x00020000,
-    "CLONE_NEWCGROUP": 0x02000000,
-    "CLONE_NEWUTS": 0x04000000,
-    "CLONE_NEWIPC": 0x08000000,
-    "CLONE_NEWUSER": 0x10000000,
-    "CLONE_NEWPID": 0x20000000,
-    "CLONE_NEWNET": 0x40000000,
-    "CLONE_NEWTIME": 0x00000080,
-}
 
 
 def _refuse(name: str, code: int, args: list[dict[str, Any]] | None = None) -> dict[str, Any]:

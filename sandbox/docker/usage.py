@@ -1,15 +1,13 @@
-"""What a docker sandbox uses, read from the host: its memory cgroup and its workspace's size."""
+"""A docker sandbox's memory cgroup, found from the host (its size and OOM kills are read there)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
-from sandbox.bubblewrap.cgroups import ROOT, SandboxCgroup
+from sandbox.cgroups import ROOT, SandboxCgroup
 
-__all__ = ["container_cgroup", "disk_usage", "memory_cgroup_dir"]
+__all__ = ["container_cgroup", "memory_cgroup_dir"]
 
 
 def memory_cgroup_dir(proc_cgroup: str, root: Path = ROOT) -> tuple[str, Path] | None:
@@ -44,13 +42,3 @@ def container_cgroup(attrs: dict[str, Any]) -> SandboxCgroup | None:
         return None
     mode, directory = found
     return SandboxCgroup("cgroup_v1" if mode == "cgroup_v1" else "cgroup_v2", [directory])
-
-
-def disk_usage(root: Path) -> int:
-    """Bytes allocated under ``root``, never following symlinks."""
-    total = 0
-    for _dirpath, _dirnames, filenames, dir_fd in os.fwalk(root, follow_symlinks=False):
-        for name in filenames:
-            with contextlib.suppress(FileNotFoundError):
-                total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_blocks * 512
-    return total

@@ -117,12 +117,13 @@ async def _authorize(
                 raise PermissionDenied("Only platform administrators may do this.")
         case "workspace":
             workspace_id = str(request.path_params.get("workspace_id", ""))
-            record = await services.catalog.get_for(principal.user.id, workspace_id)
-            if not can(record.role, rule.action):
+            # The role only (cached for a few seconds): handlers that need the workspace's
+            # record load it themselves (routes/access.py).
+            role = await services.roles.role_of(principal.user.id, workspace_id)
+            if not can(role, rule.action):
                 raise PermissionDenied(
-                    f"Your role ({record.role}) in this workspace does not allow {rule.action}."
+                    f"Your role ({role}) in this workspace does not allow {rule.action}."
                 )
-            request.state.workspace = record
         case "org":
             org_id = str(request.path_params.get("org_id", ""))
             org = await services.security.orgs.get_for(principal.user.id, org_id)

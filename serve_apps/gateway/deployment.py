@@ -66,6 +66,8 @@ class GatewayReplica:
             blob=context.config.blob,
             workspace=context.config.workspace,
             sandbox=context.config.sandbox,
+            # Hosts publish live edits, file events and agent events to every replica (Redis).
+            redis=context.config.redis,
         )
 
     async def _ray_writer(self, context: WriterContext) -> WorkspaceWriter:

@@ -13,7 +13,8 @@ from serve_apps.gateway.services import Services
 __all__ = ["CurrentPrincipal", "ServicesDep", "current_principal", "get_services"]
 
 
-def get_services(request: Request) -> Services:
+# async: FastAPI runs a plain ``def`` dependency on its thread pool, a thread hop per request.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

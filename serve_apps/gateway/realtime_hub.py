@@ -6,6 +6,9 @@ to its own clients. Workspace events (``files.changed``, agent events, ``member.
 on the same channel and go to the registered event sinks (Socket.IO). When the channel drops (a
 Redis restart), the hub resubscribes and asks each open document to resync its clients, since
 frames published meanwhile are lost.
+
+Every replica pings itself through the channel; the pings of the others tell it which replicas
+are alive, which is what presence (``presence.py``) reads across replicas.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from actors.workspace.realtime import (
     encode_frame,
 )
 from collab.protocol import AWARENESS, decode_message
-from collab.rooms import Rooms
+from collab.rooms import Peer, Rooms
+from serve_apps.gateway.presence import PresenceBoard
 from state.errors import StateError
 from state.kv import KeyValueStore
 
@@ -43,6 +47,11 @@ log = structlog.get_logger("gateway.realtime")
 RESUBSCRIBE_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 PING_INTERVAL_S = 0.5
 PING_TIMEOUT_S = 2.0
+PRESENCE_REFRESH_S = 10.0
+# Another replica counts as alive while its pings arrive at most this far apart.
+REPLICA_TIMEOUT_S = 2.0
+# A replica not heard from for this long is forgotten (it stopped counting long before).
+FORGET_REPLICA_S = 60.0
 
 
 class _ChannelSilent(Exception):
@@ -82,11 +91,18 @@ class RealtimeHub:
         self.resubscribed = 0
         self._ping_frame = encode_frame(Frame(PING, self.origin, "", b""))
         self._last_ping_s = time.monotonic()
+        self.presence = PresenceBoard(kv, replica=self.origin)
+        # Other replicas' origins -> when their last ping arrived (monotonic seconds).
+        self._replicas: dict[str, float] = {}
+        self._presence_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> RealtimeHub:
         self._task = asyncio.create_task(self._listen_forever(), name="realtime-hub")
+        self._presence_task = asyncio.create_task(
+            self._refresh_presence_forever(), name="realtime-presence"
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), 5.0)
         return self
@@ -97,13 +113,41 @@ class RealtimeHub:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
-            self._task = None
+        for task in (self._task, self._presence_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])
+        self._task = self._presence_task = None
+        await self.presence.clear()
         for clients in self._clients.values():
             for client in clients.values():
                 client.kick(1001, "server shutting down")
+
+    # --- rooms and presence --------------------------------------------------------------------
+
+    async def join(self, workspace_id: str, peer: Peer) -> None:
+        """Add a peer (a Socket.IO client or a document editor) to the workspace's room."""
+        self.rooms.room(workspace_id).join(peer)
+        await self._presence_changed(workspace_id)
+
+    async def leave(self, workspace_id: str, peer_id: str) -> bytes | None:
+        """Remove a peer; return the awareness update announcing its cursors left, if any."""
+        update = self.rooms.leave(workspace_id, peer_id)
+        await self._presence_changed(workspace_id)
+        return update
+
+    async def users(self, workspace_id: str) -> set[str]:
+        """Who is in the workspace, on every live replica."""
+        return await self.presence.users(workspace_id, self.live_replicas())
+
+    def live_replicas(self) -> list[str]:
+        """The other replicas whose pings arrived within ``REPLICA_TIMEOUT_S``."""
+        cutoff = time.monotonic() - REPLICA_TIMEOUT_S
+        return [origin for origin, seen in self._replicas.items() if seen >= cutoff]
+
+    async def _presence_changed(self, workspace_id: str) -> None:
+        room = self.rooms.get(workspace_id)
+        await self.presence.publish(workspace_id, room.users() if room is not None else ())
 
     # --- documents ---------------------------------------------------------------------------
 
@@ -180,7 +224,9 @@ class RealtimeHub:
         frame = decode_frame(raw)
         if frame.origin == self.origin:
             return
-        if frame.kind == DOC:
+        if frame.kind == PING:
+            await self._heard_replica(frame.origin)
+        elif frame.kind == DOC:
             if (frame.workspace_id, frame.path) not in self._clients:
                 return
             message = decode_message(frame.payload)
@@ -199,6 +245,7 @@ class RealtimeHub:
                     if self._subscribed.is_set():
                         self.resubscribed += 1
                         log.info("realtime.resubscribed", origin=self.origin)
+                        await self.presence.refresh()  # Redis may have lost our keys
                         await self._resync_all()
                     self._subscribed.set()
                     attempt = 0
@@ -236,6 +283,22 @@ class RealtimeHub:
                 await self._receive(raw)
             except (ValueError, KeyError, StateError) as exc:
                 log.warning("realtime.bad_frame", error=repr(exc))
+
+    async def _heard_replica(self, origin: str) -> None:
+        now = time.monotonic()
+        first = now - self._replicas.get(origin, float("-inf")) > REPLICA_TIMEOUT_S
+        self._replicas[origin] = now
+        if first:
+            # Answer a replica we did not know (it may have just started) at once, so that it
+            # counts us in presence without waiting for our next ping.
+            await self._publish(self._ping_frame)
+            for gone in [o for o, seen in self._replicas.items() if now - seen > FORGET_REPLICA_S]:
+                del self._replicas[gone]
+
+    async def _refresh_presence_forever(self) -> None:
+        while True:
+            await asyncio.sleep(PRESENCE_REFRESH_S)
+            await self.presence.refresh()
 
     async def _ping_forever(self) -> None:
         while True:

@@ -49,14 +49,14 @@ class SecurityServices:
     def open(cls, config: GatewayConfig, db: Database, kv: KeyValueStore) -> SecurityServices:
         cipher = secrets_cipher(config.secrets, config.auth)
         two_factor = TwoFactor(db, cipher, config.auth)
-        accounts = AccountService(db, config.auth, two_factor=two_factor)
+        accounts = AccountService(db, config.auth, two_factor=two_factor, kv=kv)
         mailer = open_mailer(config.auth.mail)
         return cls(
             accounts=accounts,
             cipher=cipher,
             two_factor=two_factor,
             credentials=CredentialService(db, config.auth, accounts, mailer),
-            oauth=OAuthService(db, kv, config.auth.oauth),
+            oauth=OAuthService(db, kv, config.auth.oauth, revocations=accounts.revocations),
             secrets=SecretsStore(db, cipher),
             audit=AuditTrail(db),
             orgs=OrgService(db, config.auth, mailer),

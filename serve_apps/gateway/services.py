@@ -18,9 +18,10 @@ from actors.workspace.realtime import Realtime
 from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.config import GatewayConfig
 from serve_apps.gateway.realtime_hub import RealtimeHub
+from serve_apps.gateway.role_cache import RoleCache
 from serve_apps.gateway.security import SecurityServices
 from serve_apps.llm_router.ports import LLMClient
-from serve_apps.llm_router.provider_keys import KeyCipher, ProviderKeyStore
+from serve_apps.llm_router.provider_keys import ProviderKeyStore, open_provider_key_store
 from state.blobs import BlobStore, open_blob_store
 from state.db import Database
 from state.kv import KeyValueStore, open_kv
@@ -153,6 +154,8 @@ class Services:
     accounts: AccountService
     security: SecurityServices
     catalog: WorkspaceCatalog
+    # Members' roles for authorizing workspace requests (see role_cache.py for freshness).
+    roles: RoleCache
     reader: WorkspaceReader
     writer: WorkspaceWriter
     workspace_settings: WorkspaceSettings
@@ -189,18 +192,17 @@ class Services:
         writer = await factory(context)
         llm = await (llm_factory or local_llm_client)(context)
         agents = await (agent_factory or local_agent_client)(context, writer, llm)
-        encryption_key = config.llm.key_encryption_key
-        provider_keys = (
-            ProviderKeyStore(db, KeyCipher(encryption_key)) if encryption_key is not None else None
-        )
+        provider_keys = open_provider_key_store(db, config.llm)
         security = SecurityServices.open(config, db, kv)
+        catalog = WorkspaceCatalog(db)
         return cls(
             db=db,
             blobs=blobs,
             kv=kv,
             accounts=security.accounts,
             security=security,
-            catalog=WorkspaceCatalog(db),
+            catalog=catalog,
+            roles=RoleCache(catalog, ttl_s=config.workspace.role_cache_ttl_s),
             reader=WorkspaceReader(db, blobs),
             writer=writer,
             workspace_settings=config.workspace,

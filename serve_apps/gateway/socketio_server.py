@@ -3,8 +3,11 @@
 Connect with ``auth: {token: <access token>}``. Events a client sends: ``join`` /
 ``leave`` ``{workspace_id}`` (acknowledged with ``{ok, role, users}`` or ``{ok: false, error}``)
 and ``cursor`` ``{workspace_id, path, ...}`` (relayed to the room). Events a client receives:
-``presence`` ``{workspace_id, user_id, state: joined|left}``, ``cursor``, ``files.changed``,
-agent events, and ``member.removed`` (then the removed user is disconnected from the room).
+``presence`` ``{workspace_id, user_id, state: joined|left, users}``, ``cursor``,
+``files.changed``, agent events, and ``member.removed`` (then the removed user is disconnected
+from the room). ``users`` (in the ``join`` answer and in ``presence``) lists everyone in the
+workspace on every replica, including people who only have a document open
+(see ``presence.py``); ``state: left`` is about one connection: the user may still be listed.
 
 With ``redis.url`` set, ``AsyncRedisManager`` carries emits across replicas. Events from the
 realtime channel arrive at every replica, so each emits them to its own clients only
@@ -102,17 +105,18 @@ class SocketIOGateway:
             record = await self._services.catalog.get_for(user_id, workspace_id)
         except WorkspaceError:
             return {"ok": False, "error": "not_found"}
-        room = self.hub.rooms.room(workspace_id)
-        room.join(Peer(sid, user_id, record.role != "viewer"))
+        await self.hub.join(workspace_id, Peer(sid, user_id, record.role != "viewer"))
         self._joined.setdefault(sid, set()).add(workspace_id)
         await self.server.enter_room(sid, room_of(workspace_id))
-        await self.server.emit(
-            "presence",
-            {"workspace_id": workspace_id, "user_id": user_id, "state": "joined"},
-            room=room_of(workspace_id),
-            skip_sid=sid,
-        )
-        return {"ok": True, "role": record.role, "users": sorted(room.users())}
+        users = sorted(await self.hub.users(workspace_id))
+        await self._announce(workspace_id, user_id, "joined", users, skip_sid=sid)
+        return {"ok": True, "role": record.role, "users": users}
+
+    async def _announce(
+        self, workspace_id: str, user_id: str, state: str, users: list[str], **options: Any
+    ) -> None:
+        payload = {"workspace_id": workspace_id, "user_id": user_id, "state": state, "users": users}
+        await self.server.emit("presence", payload, room=room_of(workspace_id), **options)
 
     async def _leave(self, sid: str, data: Any) -> dict[str, Any]:
         workspace_id = data.get("workspace_id") if isinstance(data, dict) else None
@@ -122,14 +126,11 @@ class SocketIOGateway:
 
     async def _part(self, sid: str, workspace_id: str) -> None:
         self._joined.get(sid, set()).discard(workspace_id)
-        self.hub.rooms.leave(workspace_id, sid)
+        await self.hub.leave(workspace_id, sid)
         await self.server.leave_room(sid, room_of(workspace_id))
         user_id = await self._user(sid)
-        await self.server.emit(
-            "presence",
-            {"workspace_id": workspace_id, "user_id": user_id, "state": "left"},
-            room=room_of(workspace_id),
-        )
+        users = sorted(await self.hub.users(workspace_id))
+        await self._announce(workspace_id, user_id, "left", users)
 
     async def _cursor(self, sid: str, data: Any) -> None:
         workspace_id = data.get("workspace_id") if isinstance(data, dict) else None
@@ -140,16 +141,13 @@ class SocketIOGateway:
 
     async def _disconnect(self, sid: str, *_args: Any) -> None:
         for workspace_id in list(self._joined.pop(sid, set())):
-            self.hub.rooms.leave(workspace_id, sid)
+            await self.hub.leave(workspace_id, sid)
             try:
                 user_id = await self._user(sid)
             except KeyError:
                 continue
-            await self.server.emit(
-                "presence",
-                {"workspace_id": workspace_id, "user_id": user_id, "state": "left"},
-                room=room_of(workspace_id),
-            )
+            users = sorted(await self.hub.users(workspace_id))
+            await self._announce(workspace_id, user_id, "left", users)
 
     async def _on_event(self, frame: Frame, data: dict[str, Any]) -> None:
         """An event from the realtime channel: emit to this replica's clients in the room."""

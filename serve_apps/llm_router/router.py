@@ -2,7 +2,12 @@
 
 For each call: resolve the model name (aliases, the default), refuse with ``BudgetExceeded``
 when the run's or the user's budget is spent, use the user's own provider key when they stored
-one, call the backend (which retries, falls back and times out), then record the usage.
+one, call the backend (which retries, falls back and times out), then record the usage
+(unless the caller records it in its own transaction, as an agent run does with its log).
+
+A replica keeps what it read of a user's provider keys and spend today for
+``LLMSettings.cache_ttl_s`` (5 s by default; see ``budgets.py``), so a call reads neither on
+the way to the model; a key a user stores, replaces or deletes takes effect within that bound.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from pathlib import Path
 
 import structlog
 
-from serve_apps.llm_router.errors import BudgetExceeded, LLMError, LLMNotConfigured, ModelNotFound
+from serve_apps.llm_router.budgets import BudgetGuard
+from serve_apps.llm_router.errors import LLMError, LLMNotConfigured, ModelNotFound
 from serve_apps.llm_router.ports import ChatBackend
-from serve_apps.llm_router.provider_keys import KeyCipher, ProviderKeyStore
+from serve_apps.llm_router.provider_keys import ProviderKeyStore, open_provider_key_store
 from serve_apps.llm_router.settings import LLMSettings
+from serve_apps.llm_router.ttl_cache import TTLCache
 from serve_apps.llm_router.types import (
     CallContext,
     ChatChunk,
@@ -25,7 +32,7 @@ from serve_apps.llm_router.types import (
     ModelCard,
     Usage,
 )
-from serve_apps.llm_router.usage import UsageRecorder, start_of_utc_day
+from serve_apps.llm_router.usage import UsageRecorder
 from state.db import Database
 
 __all__ = ["LLMRouter", "open_backend", "open_llm_router"]
@@ -47,7 +54,11 @@ class LLMRouter:
         self._backend = backend
         self._settings = settings
         self._recorder = recorder
+        self._budgets = BudgetGuard(recorder, settings) if recorder is not None else None
         self._keys = keys
+        self._known_keys: TTLCache[tuple[str, str], str | None] = TTLCache(
+            ttl_s=settings.cache_ttl_s
+        )
 
     @property
     def backend(self) -> ChatBackend:
@@ -98,36 +109,36 @@ class LLMRouter:
         if model is None:
             available = [card.id for card in self._backend.model_cards()]
             raise ModelNotFound(request.model or "", available)
-        await self._check_budgets(request.context)
+        if self._budgets is not None:
+            await self._budgets.check(request.context)
         api_key = None
         user_id = request.context.user_id
         if self._keys is not None and user_id is not None:
-            api_key = await self._keys.key_for(user_id, self._backend.provider_of(model))
+            api_key = await self._key_for(self._keys, user_id, self._backend.provider_of(model))
         return model, api_key
 
-    async def _check_budgets(self, context: CallContext) -> None:
-        if self._recorder is None:
-            return
-        if context.run_id is not None and context.run_budget_usd is not None:
-            spent = await self._recorder.spent_by_run(context.run_id)
-            if spent >= context.run_budget_usd:
-                raise BudgetExceeded("run", context.run_id, context.run_budget_usd, spent)
-        limit = self._settings.user_daily_budget_usd
-        if context.user_id is not None and limit is not None:
-            spent = await self._recorder.spent_by_user_since(context.user_id, start_of_utc_day())
-            if spent >= limit:
-                raise BudgetExceeded("user", context.user_id, limit, spent)
+    async def _key_for(self, keys: ProviderKeyStore, user_id: str, provider: str) -> str | None:
+        """The user's own key for ``provider`` (or None), read at most once per cache TTL."""
+        known, api_key = self._known_keys.get((user_id, provider))
+        if known:
+            return api_key
+        api_key = await keys.key_for(user_id, provider)
+        self._known_keys.put((user_id, provider), api_key)
+        return api_key
 
     async def _record(self, usage: Usage, model: str, context: CallContext) -> None:
         if self._recorder is None:
             return
-        await self._recorder.record(
-            usage,
-            model=model,
-            user_id=context.user_id,
-            workspace_id=context.workspace_id,
-            run_id=context.run_id,
-        )
+        if not context.usage_recorded_by_caller:
+            await self._recorder.record(
+                usage,
+                model=model,
+                user_id=context.user_id,
+                workspace_id=context.workspace_id,
+                run_id=context.run_id,
+            )
+        if self._budgets is not None:
+            self._budgets.recorded(context, usage.cost_usd or 0.0)
 
     @staticmethod
     def _log_failure(exc: LLMError, model: str, context: CallContext, started: float) -> None:
@@ -169,7 +180,5 @@ def open_llm_router(settings: LLMSettings, *, db: Database | None) -> LLMRouter:
     if backend is None:
         raise LLMNotConfigured()
     recorder = UsageRecorder(db) if db is not None else None
-    keys = None
-    if db is not None and settings.key_encryption_key is not None:
-        keys = ProviderKeyStore(db, KeyCipher(settings.key_encryption_key))
+    keys = open_provider_key_store(db, settings) if db is not None else None
     return LLMRouter(backend, settings=settings, recorder=recorder, keys=keys)

@@ -16,11 +16,20 @@ class LLMSettings(BaseModel):
     config_path: Path | None = None
     # The offline ``demo`` model, offered only when no config is set. None: on in development.
     demo: bool | None = None
-    # AES-256-GCM key (32 bytes, base64) for users' provider keys. The root settings derive one
-    # from the JWT secret in development; in production, unset disables stored provider keys.
+    # Keys sealing users' provider keys: ``id:base64(32 bytes)``, newest first (the first
+    # seals, all open), as ``VIBECODE_SECRETS__KEYS``, which the root settings copy here unless
+    # this is set. Empty and no ``key_encryption_key``: stored provider keys are off.
+    key_encryption_keys: list[SecretStr] = []
+    # The single AES-256-GCM key (32 bytes, base64) used before versioned keys: keep it set
+    # until ``vibecode secrets rotate`` has re-sealed the keys stored under it. The root
+    # settings derive it from the JWT secret in development.
     key_encryption_key: SecretStr | None = None
     # Per-user spend per UTC day; None: unlimited. Per-run budgets come with each call.
     user_daily_budget_usd: float | None = None
+    # How long a router replica trusts what it read of a user's stored provider keys and of
+    # their spend today (0: read on every call). A key stored, replaced or deleted takes
+    # effect within this bound; spend through other replicas is seen within it.
+    cache_ttl_s: float = Field(default=5.0, ge=0)
     # Per attempt; the router's default, a model entry's ``litellm_params.timeout`` wins.
     request_timeout_s: float = 120.0
     # Retries per model before its fallbacks are tried, with exponential backoff (or the

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "LLM_USAGE_KIND",
     "CallContext",
     "ChatChunk",
     "ChatMessage",
@@ -24,6 +25,8 @@ __all__ = [
 ]
 
 _FROZEN = ConfigDict(frozen=True)
+# ``usage_records.kind`` of a model call.
+LLM_USAGE_KIND = "llm"
 
 
 class CallContext(BaseModel):
@@ -36,6 +39,13 @@ class CallContext(BaseModel):
     run_id: str | None = None
     # The run's budget: refused with BudgetExceeded once the run's recorded cost reaches it.
     run_budget_usd: float | None = None
+    # The run's spend so far as its caller counts it (the agent run is the single writer of
+    # its log, which holds every call's cost): when set, the run budget is checked against it
+    # instead of summing the run's usage records. Set by the platform's own callers only.
+    run_spent_usd: float | None = None
+    # The caller stores this call's usage record itself, in the transaction that logs the call
+    # (an agent run, with its log's usage event); the router then only counts it for budgets.
+    usage_recorded_by_caller: bool = False
     request_id: str | None = None
 
 

@@ -77,6 +77,18 @@ class MemoryKeyValueStore:
         oldest = window.hits[len(window.hits) - limit]
         return RateLimitDecision(False, 0, max(oldest + window_s - now, 0.001))
 
+    async def incr(self, key: str, *, ttl_s: float) -> int:
+        # No await between the read and the write: atomic under asyncio.
+        check_ttl(ttl_s)
+        now = self._tick()
+        entry = self._values.get(key)
+        count = 0
+        if entry is not None and (entry[1] is None or entry[1] > now):
+            count = int(entry[0])
+        count += 1
+        self._values[key] = (str(count).encode(), now + ttl_s)
+        return count
+
     async def publish(self, channel: str, message: bytes) -> int:
         self._tick()
         delivered = 0

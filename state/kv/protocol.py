@@ -34,6 +34,14 @@ class KeyValueStore(Protocol):
         """
         ...
 
+    async def incr(self, key: str, *, ttl_s: float) -> int:
+        """Add one to the counter at ``key`` (absent or expired: 0) and return the new value.
+
+        Atomic across processes sharing the backend: N concurrent calls return 1..N exactly
+        once each. Every call (re)sets the counter's expiry to ``ttl_s`` from now.
+        """
+        ...
+
     async def publish(self, channel: str, message: bytes) -> int:
         """Send ``message`` to current subscribers of ``channel``; return how many received it."""
         ...

@@ -111,6 +111,17 @@ class RedisKeyValueStore:
             )
         return RateLimitDecision(bool(allowed), int(remaining), int(retry_us) / 1_000_000)
 
+    async def incr(self, key: str, *, ttl_s: float) -> int:
+        check_ttl(ttl_s)
+        ttl_ms = max(math.ceil(ttl_s * 1000), 1)
+        # INCR and PEXPIRE in one MULTI/EXEC: no other client's command runs in between.
+        with _redis_errors():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.incr(self.key_prefix + key)
+                pipe.pexpire(self.key_prefix + key, ttl_ms)
+                count, _ = await pipe.execute()
+        return int(count)
+
     async def publish(self, channel: str, message: bytes) -> int:
         with _redis_errors():
             receivers: int = await self._client.publish(self.key_prefix + channel, message)

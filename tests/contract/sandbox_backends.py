@@ -7,9 +7,9 @@ backend (not yet entered) or raising ``pytest.skip`` with the reason it cannot r
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -74,8 +74,35 @@ async def open_test_backend(name: str) -> AsyncIterator[SandboxBackend]:
 
 
 def cleanup_run_leftovers() -> None:
-    """Remove the run's state dir and cgroups (called once at the end of the session)."""
-    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    """Remove what the run's sandboxes left empty: its state dir and its cgroups.
+
+    Safe while sandboxes still run (suites call it when their module ends): it only ``rmdir``s
+    the known layout (``[backend subdir/]sbx-*/workspace``), never recursing and never
+    removing a file, and a slot that is still mounted is busy, so it stays. The backends
+    remove their state dir themselves when they close; this catches the rest (a pool killed
+    with its actor, the subdir each backend gets). Runs again when the session exits.
+    """
+    if STATE_DIR.is_dir():
+        subdirs = [p for p in STATE_DIR.iterdir() if p.is_dir() and not p.name.startswith("sbx-")]
+        for parent in (*subdirs, STATE_DIR):
+            for path in (*parent.glob("sbx-*/workspace"), *parent.glob("sbx-*"), parent):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
     for root in ("/sys/fs/cgroup", *(f"/sys/fs/cgroup/{c}" for c in ("memory", "pids", "cpu"))):
-        with contextlib.suppress(OSError):
-            os.rmdir(f"{root}/{CGROUP_NAME}")
+        # Child groups first; a group still in use refuses to go.
+        for dirpath, _dirnames, _filenames in os.walk(Path(root, CGROUP_NAME), topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)
+
+
+def _at_exit() -> None:
+    """Detach the mounts sandboxes of this run left behind (a killed pool cannot), then
+    clean up. Nothing of the run runs any more when the interpreter exits."""
+    if STATE_DIR.is_dir() and os.geteuid() == 0:
+        from sandbox.mounts import unmount_under
+
+        unmount_under(STATE_DIR)
+    cleanup_run_leftovers()
+
+
+atexit.register(_at_exit)

@@ -123,6 +123,25 @@ async def test_values_expire_after_their_ttl(kv: KeyValueStore) -> None:
 async def test_ttl_must_be_positive(kv: KeyValueStore) -> None:
     with pytest.raises(ValueError, match="ttl"):
         await kv.set("k", b"v", ttl_s=0)
+    with pytest.raises(ValueError, match="ttl"):
+        await kv.incr("k", ttl_s=0)
+
+
+async def test_incr_counts_from_one_and_expires(kv: KeyValueStore) -> None:
+    assert [await kv.incr("failures", ttl_s=0.3) for _ in range(3)] == [1, 2, 3]
+    assert await kv.get("failures") == b"3"
+    assert await kv.incr("other", ttl_s=10) == 1
+
+    await asyncio.sleep(0.45)
+
+    assert await kv.get("failures") is None
+    assert await kv.incr("failures", ttl_s=10) == 1
+
+
+async def test_concurrent_incr_loses_no_count(kv: KeyValueStore) -> None:
+    counts = await asyncio.gather(*(kv.incr("hammered", ttl_s=30) for _ in range(64)))
+    assert sorted(counts) == list(range(1, 65))
+    assert await kv.get("hammered") == b"64"
 
 
 # --- Backend-specific ------------------------------------------------------------------------
@@ -155,6 +174,19 @@ async def test_redis_keys_live_under_the_prefix(redis_url: str, redis_key_prefix
     finally:
         await raw.aclose()
         await store.close()
+
+
+async def test_incr_is_atomic_across_redis_clients(redis_url: str, redis_key_prefix: str) -> None:
+    clients = [RedisKeyValueStore(redis_url, key_prefix=redis_key_prefix) for _ in range(4)]
+    try:
+        counts = await asyncio.gather(
+            *(client.incr("shared", ttl_s=30) for client in clients for _ in range(64))
+        )
+        assert sorted(counts) == list(range(1, 257))
+        assert await clients[0].get("shared") == b"256"
+    finally:
+        for client in clients:
+            await client.close()
 
 
 async def test_slow_in_process_subscriber_is_dropped_not_buffered_forever() -> None:

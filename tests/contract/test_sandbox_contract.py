@@ -121,6 +121,18 @@ async def test_leftover_daemons_die_with_their_command(
     assert check.exit_code != 0, "the daemon outlived the command that started it"
 
 
+async def test_killing_the_process_running_a_command_ends_only_that_command(
+    backend: SandboxBackend, sandbox_id: str
+) -> None:
+    suicide = "echo $$ > $TMPDIR/victim.pid; kill -9 $PPID; sleep 30"
+    result = await run(backend, sandbox_id, suicide, timeout_s=20)
+    assert result.exit_code == -9
+    assert not result.timed_out
+    check = await run(backend, sandbox_id, "kill -0 $(cat $TMPDIR/victim.pid) 2>/dev/null")
+    assert check.exit_code != 0, "the command outlived the process that ran it"
+    assert (await run(backend, sandbox_id, "echo still here")).stdout == b"still here\n"
+
+
 async def test_streaming_exec_yields_chunks_then_result(
     backend: SandboxBackend, sandbox_id: str
 ) -> None:
@@ -135,6 +147,18 @@ async def test_streaming_exec_yields_chunks_then_result(
     assert b"".join(c.data for c in chunks if c.stream == "stderr") == b"two\n"
     assert isinstance(events[-1], ExecResult)
     assert events[-1].exit_code == 4
+
+
+async def test_commands_run_while_an_abandoned_stream_still_runs(
+    backend: SandboxBackend, sandbox_id: str
+) -> None:
+    stream = backend.exec_stream(sandbox_id, ExecRequest(shell="echo one; sleep 1; echo two"))
+    first = await anext(stream)
+    assert isinstance(first, OutputChunk)
+    await stream.aclose()  # A client that went away; the command itself runs on.
+    assert (await run(backend, sandbox_id, "echo next")).stdout == b"next\n"
+    await asyncio.sleep(1.2)
+    assert (await run(backend, sandbox_id, "echo later")).stdout == b"later\n"
 
 
 async def test_concurrent_commands(backend: SandboxBackend, sandbox_id: str) -> None:

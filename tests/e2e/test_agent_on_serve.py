@@ -86,7 +86,7 @@ def agent_platform(
 def _stop_pools_and_slots(state_dir: Path) -> None:
     """A killed pool actor cannot unmount its slots: do it for it (as its __aexit__ would)."""
     from actors.sandbox_pool.actor import stop_pools
-    from sandbox.bubblewrap.mounts import remove_slot
+    from sandbox.mounts import remove_slot
 
     stop_pools("vibecode")
     time.sleep(0.5)  # bwrap dies with its parent; the slots are then unused.

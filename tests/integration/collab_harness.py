@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import socketio
 import uvicorn
 import websockets
 from fastapi import FastAPI
@@ -114,8 +115,18 @@ class YClient:
     """A y-websocket-protocol client over pycrdt. Edits count as acknowledged once the server's
     ACK (``?ack=1``) says they are durable; reconnecting resyncs from the state vector."""
 
-    def __init__(self, base_url: str, workspace_id: str, path: str, token: str) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        workspace_id: str,
+        path: str,
+        token: str,
+        *,
+        compression: str | None = "deflate",
+    ) -> None:
+        """``compression``: the WebSocket extension to offer (browsers offer ``deflate``)."""
         self.doc = TextDocument()
+        self._compression = compression
         self.url = self._url(base_url, workspace_id, path, token)
         self._workspace_id, self._path, self._token = workspace_id, path, token
         self.sent = 0
@@ -144,7 +155,9 @@ class YClient:
     async def connect(self) -> None:
         self._synced.clear()
         self.closed_code = None
-        self._ws = await websockets.connect(self.url, max_size=None, open_timeout=20)
+        self._ws = await websockets.connect(
+            self.url, max_size=None, open_timeout=20, compression=self._compression
+        )
         self._reader = asyncio.create_task(self._read())
         # Anything we sent that was not acknowledged is re-sent when the server's step 1 arrives.
         self.sent = self.acked
@@ -230,3 +243,24 @@ async def wait_converged(clients: list[YClient], timeout_s: float = 20) -> str:
         if time.monotonic() > deadline:
             raise AssertionError(f"did not converge: {[c.text for c in clients]}")
         await asyncio.sleep(0.02)
+
+
+class Listener:
+    """A Socket.IO client that records every event it receives."""
+
+    def __init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self.client.on("*", self._record)
+
+    async def _record(self, event: str, data: Any) -> None:
+        self.events.append((event, data))
+
+    async def wait_for(self, event: str, predicate: Any = None, timeout_s: float = 15) -> Any:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for name, data in self.events:
+                if name == event and (predicate is None or predicate(data)):
+                    return data
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no {event!r} event; got {[name for name, _ in self.events]}")

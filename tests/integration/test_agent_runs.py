@@ -247,6 +247,38 @@ def test_cancel_stops_a_running_agent(
     assert events_of(client, token, run_id)[-1]["payload"]["status"] == "cancelled"
 
 
+def test_cancel_stops_a_command_the_agent_is_running(
+    client: TestClient, token: str, workspace: str, fake_openai: FakeOpenAI
+) -> None:
+    slow = "sleep 2 && echo late > late.txt"
+    fake_openai.script.add("fast", Reply.tool_call("run_command", {"command": slow}))
+    run_id = client.post(
+        f"/api/workspaces/{workspace}/agent/runs", json={"prompt": "go"}, headers=bearer(token)
+    ).json()["run_id"]
+    deadline = time.monotonic() + 20
+    while not any(e["kind"] == "action" for e in events_of(client, token, run_id)):
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.02)
+    time.sleep(0.3)  # the command is running in the sandbox now
+    cancelled_at = time.monotonic()
+    client.post(f"/api/agent/runs/{run_id}/cancel", headers=bearer(token))
+    run = wait_for(client, token, run_id, "cancelled", "succeeded", "failed", "stopped")
+    assert run["status"] == "cancelled"
+    assert time.monotonic() - cancelled_at < 1.5  # it did not wait for the command
+    observation = next(e for e in events_of(client, token, run_id) if e["kind"] == "observation")
+    assert observation["payload"]["output"] == "Cancelled by the user."
+
+    # The command was stopped: it never wrote its file, even after it would have finished.
+    time.sleep(2.5)
+    check = client.post(
+        f"/api/workspaces/{workspace}/exec",
+        json={"command": "test -e late.txt"},
+        headers=bearer(token),
+    )
+    assert check.status_code == 200, check.text
+    assert check.json()["exit_code"] == 1
+
+
 def test_a_spent_budget_stops_the_run_with_a_clear_error(
     client: TestClient, token: str, workspace: str, fake_openai: FakeOpenAI
 ) -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.app import build_app
 from tests.harness.run import next_name
 from tests.integration.collab_harness import (
@@ -89,3 +90,30 @@ def test_concurrent_editors_converge_and_the_file_matches(
     base_url, token, workspace_id = live_gateway
     path = f"src/{next_name()}.txt"
     asyncio.run(_run_edits(base_url, token, workspace_id, path, n_clients, edits))
+
+
+async def test_typing_through_many_flushes_loses_nothing(db_url: str, tmp_path: Path) -> None:
+    # Flush (make a file version) often, so that versions commit while people keep typing.
+    workspace = WorkspaceSettings(collab_flush_delay_s=0.02, collab_compact_every=20)
+    config = gateway_config(db_url, tmp_path / "blobs", workspace=workspace)
+    with serve_in_thread(build_app(config)) as base_url:
+        account = await asyncio.to_thread(register, base_url, f"{next_name()}@example.com")
+        workspace_id = await asyncio.to_thread(create_workspace, base_url, account.token)
+        typists = [YClient(base_url, workspace_id, "long.txt", account.token) for _ in range(2)]
+        for typist in typists:
+            await typist.connect()
+            await typist.wait_synced()
+
+        async def type_words(client: YClient, name: str) -> None:
+            for i in range(40):
+                await client.insert(len(client.text), f"{name}{i} ")
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(*(type_words(c, f"w{n}-") for n, c in enumerate(typists)))
+        await asyncio.gather(*(c.wait_acked() for c in typists))
+        text = await wait_converged(typists)
+        assert sorted(text.split()) == sorted(f"w{n}-{i}" for n in range(2) for i in range(40))
+        data = await wait_for_file(base_url, account.token, workspace_id, "long.txt", text)
+        assert data == text.encode()
+        for typist in typists:
+            await typist.close()

@@ -250,3 +250,18 @@ def test_secrets_reach_only_the_commands_that_ask_and_never_come_back(
         f"/api/workspaces/{ws}/exec", json={"command": "true", "secrets": ["NOPE"]}, headers=ada
     )
     assert missing.status_code == 404
+
+    # The read is on the workspace's audit trail (names only, never the value).
+    reads = client.get(
+        f"/api/workspaces/{ws}/audit", headers=ada, params={"action": "secret.read"}
+    ).json()["items"]
+    assert [item["details"]["names"] for item in reads] == [["API_TOKEN"]]
+    assert value not in json.dumps(reads)
+
+    # Streamed output cannot be redacted before it leaves: the stream refuses secrets.
+    streamed = client.post(
+        f"/api/workspaces/{ws}/exec/stream",
+        json={"command": "true", "secrets": ["API_TOKEN"]},
+        headers=ada,
+    )
+    assert_problem(streamed, 422)

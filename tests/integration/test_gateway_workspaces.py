@@ -544,7 +544,35 @@ def test_viewers_read_and_editors_write_but_only_owners_delete(
     removed = client.delete(f"{members}/{listed_user_id(client, vic)}", headers=ada)
     assert removed.status_code == 204
     assert_problem(client.get(f"/api/workspaces/{ws}", headers=vic), 404)
+    assert_problem(client.get(f"/api/workspaces/{ws}/files/shared.txt", headers=vic), 404)
     assert client.delete(f"/api/workspaces/{ws}", headers=ada).status_code == 204
+
+
+def test_role_changes_and_removals_apply_at_once(client: TestClient, ada: dict[str, str]) -> None:
+    """Roles are cached for a few seconds per replica, but not across changes made here."""
+    ws = create(client, ada)["id"]
+    put(client, ada, ws, "a.txt", b"a")
+    vic = bearer(register_and_login(client, "vic@example.com")["access_token"])
+    members = f"/api/workspaces/{ws}/members"
+
+    def make(role: str) -> None:
+        changed = client.put(members, json={"email": "vic@example.com", "role": role}, headers=ada)
+        assert changed.status_code == 200, changed.text
+
+    make("viewer")
+    assert client.get(f"/api/workspaces/{ws}/files/a.txt", headers=vic).content == b"a"
+    assert_problem(put(client, vic, ws, "a.txt", b"vic"), 403)
+    make("editor")
+    assert put(client, vic, ws, "a.txt", b"vic").status_code == 200
+    make("viewer")
+    assert_problem(put(client, vic, ws, "a.txt", b"vic again"), 403)
+    assert client.delete(f"{members}/{listed_user_id(client, vic)}", headers=ada).status_code == 204
+    assert_problem(client.get(f"/api/workspaces/{ws}/files/a.txt", headers=vic), 404)
+    assert_problem(put(client, vic, ws, "a.txt", b"gone"), 404)
+    make("editor")  # Back in: a refusal is never cached.
+    assert put(client, vic, ws, "a.txt", b"back").status_code == 200
+    assert client.delete(f"/api/workspaces/{ws}", headers=ada).status_code == 204
+    assert_problem(client.get(f"/api/workspaces/{ws}/files/a.txt", headers=vic), 404)
 
 
 def listed_user_id(client: TestClient, auth: dict[str, str]) -> str:

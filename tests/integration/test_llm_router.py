@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
+from accounts.crypto import VersionedCipher
 from serve_apps.llm_router.config import parse_model_config
 from serve_apps.llm_router.errors import (
     BudgetExceeded,
@@ -21,7 +21,7 @@ from serve_apps.llm_router.errors import (
     RateLimited,
 )
 from serve_apps.llm_router.litellm_router import LiteLLMBackend
-from serve_apps.llm_router.provider_keys import KeyCipher, ProviderKeyStore
+from serve_apps.llm_router.provider_keys import ProviderKeyStore
 from serve_apps.llm_router.router import LLMRouter
 from serve_apps.llm_router.settings import LLMSettings
 from serve_apps.llm_router.types import CallContext, ChatRequest, StreamAccumulator
@@ -37,7 +37,7 @@ fake_openai_server = llm_fixtures.fake_openai_server
 fake_openai = llm_fixtures.fake_openai
 
 HELLO = [{"role": "user", "content": "Say hello"}]
-KEK = SecretStr("A" * 43 + "=")  # 32 zero-ish bytes, base64
+KEYS = VersionedCipher(["k1:" + "A" * 43 + "="])  # 32 zero bytes, base64
 
 
 def make_router(
@@ -50,7 +50,7 @@ def make_router(
     config = parse_model_config(model_config(server, **router_settings))
     backend = LiteLLMBackend(config, settings)
     recorder = UsageRecorder(db) if db is not None else None
-    keys = ProviderKeyStore(db, KeyCipher(KEK)) if db is not None else None
+    keys = ProviderKeyStore(db, KEYS) if db is not None else None
     return LLMRouter(backend, settings=settings, recorder=recorder, keys=keys)
 
 
@@ -260,7 +260,7 @@ async def test_a_users_own_provider_key_is_used_for_their_calls(
 ) -> None:
     ada, _ = await add_user_and_workspace(database, "ada@example.com")
     bob, _ = await add_user_and_workspace(database, "bob@example.com")
-    await ProviderKeyStore(database, KeyCipher(KEK)).put(ada, provider="openai", api_key="sk-ada")
+    await ProviderKeyStore(database, KEYS).put(ada, provider="openai", api_key="sk-ada")
     router = make_router(fake_openai, db=database)
     fake_openai.script.on_message("hello", Reply.text("ok"), repeat=True)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import release_host_mounts
-from sandbox.bubblewrap.mounts import attach, create_slot
+from sandbox.mounts import attach, create_slot
 from sandbox.settings import BubblewrapSettings, SandboxSettings
 
 

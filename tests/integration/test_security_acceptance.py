@@ -181,7 +181,7 @@ def test_audit_trail_records_sign_ins_and_admins_query_it(client: TestClient, db
             user = await session.get(User, ada.user_id)
             assert user is not None
             user.is_admin = True
-        client.app.state.services.accounts.forget_user(ada.user_id)  # type: ignore[attr-defined]
+        await client.app.state.services.accounts.forget_user(ada.user_id)  # type: ignore[attr-defined]
 
     client.portal.call(make_admin)  # type: ignore[union-attr]
     logins = client.get(

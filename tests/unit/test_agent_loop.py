@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from actors.agent import AgentSettings
-from serve_apps.llm_router.types import ChatResponse
+from serve_apps.llm_router.types import ChatMessage, ChatResponse, ToolCall
+from state.models import UsageRecord
 from tests.harness.agent_world import AgentWorld, ScriptedLLM, open_world, text, tool
 
 
@@ -57,6 +59,39 @@ async def test_a_run_writes_files_as_agent_versions_and_finishes(
     assert kinds[-1] == "status"
     events = await world.store.all_events(run.run_id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    # Each model call is billed once, to the run, its user and its workspace.
+    async with world.db.session() as session:
+        records = list(await session.scalars(select(UsageRecord)))
+    assert {(r.run_id, r.user_id, r.workspace_id, r.kind) for r in records} == {
+        (run.run_id, world.user_id, world.workspace_id, "llm")
+    }
+    assert len(records) == 3
+    assert sum(r.cost_usd for r in records) == pytest.approx(run.usage.cost_usd)
+
+
+async def test_every_call_of_a_reply_runs_in_order_each_logged_before_it_runs(
+    stack: AsyncExitStack, tmp_path: Path
+) -> None:
+    calls = (
+        ToolCall(id="a", name="write_file", arguments='{"path": "a.txt", "content": "A"}'),
+        ToolCall(id="b", name="read_file", arguments='{"path": "a.txt"}'),
+        ToolCall(id="c", name="finish", arguments='{"summary": "done"}'),
+        ToolCall(id="d", name="write_file", arguments='{"path": "never.txt", "content": ""}'),
+    )
+    reply = tool("list_files").model_copy(update={"message": ChatMessage(tool_calls=calls)})
+    world = await world_with(stack, tmp_path, reply)
+    run = await world.finished((await world.start()).run_id)
+
+    assert (run.status, run.message) == ("succeeded", "done")
+    log = [(k, p.get("tool_call_id")) for k, p in await world.events(run.run_id)]
+    tools = [entry for entry in log if entry[0] in ("action", "observation")]
+    assert tools == [
+        ("action", "a"), ("observation", "a"),
+        ("action", "b"), ("observation", "b"),
+        ("action", "c"), ("observation", "c"),
+    ]  # fmt: skip
+    files = [f.path for f in await world.reader.list_files(world.workspace_id)]
+    assert files == ["a.txt"]  # nothing ran after finish
 
 
 async def test_a_text_answer_without_tool_calls_ends_the_run(

@@ -1,4 +1,4 @@
-"""The model file, settings, value types, scripted replies, errors and the key cipher (no I/O)."""
+"""The model file, settings, value types, scripted replies, errors, key ciphers (no I/O)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from accounts.errors import SecretUndecryptable
+from accounts.settings import SecretsSettings
 from cluster.settings import Settings
 from serve_apps.llm_router.config import load_model_config, parse_model_config
 from serve_apps.llm_router.demo import DemoBackend
@@ -23,7 +25,12 @@ from serve_apps.llm_router.errors import (
     ProviderError,
     RateLimited,
 )
-from serve_apps.llm_router.provider_keys import KeyCipher, derive_key_encryption_key
+from serve_apps.llm_router.provider_keys import (
+    LEGACY_KEY_ID,
+    LegacyKeyCipher,
+    derive_key_encryption_key,
+    provider_key_cipher,
+)
 from serve_apps.llm_router.router import open_backend
 from serve_apps.llm_router.scripted import Script, ScriptedReply, stream_payloads
 from serve_apps.llm_router.settings import LLMSettings
@@ -185,18 +192,47 @@ def test_errors_survive_pickling_with_their_data(error: LLMError) -> None:
     assert again.__dict__ == error.__dict__
 
 
-def test_the_key_cipher_binds_keys_to_their_owner() -> None:
-    cipher = KeyCipher(SecretStr(base64.b64encode(b"k" * 32).decode()))
+def test_the_legacy_key_cipher_binds_keys_to_their_owner() -> None:
+    cipher = LegacyKeyCipher(SecretStr(base64.b64encode(b"k" * 32).decode()))
     sealed = cipher.encrypt("sk-secret", user_id="u1", provider="openai")
     assert b"sk-secret" not in sealed
     assert cipher.decrypt(sealed, user_id="u1", provider="openai") == "sk-secret"
-    with pytest.raises(ValueError, match="does not decrypt"):
+    with pytest.raises(SecretUndecryptable, match="does not open"):
         cipher.decrypt(sealed, user_id="u2", provider="openai")
-    other = KeyCipher(derive_key_encryption_key("another secret"))
-    with pytest.raises(ValueError, match="does not decrypt"):
+    other = LegacyKeyCipher(derive_key_encryption_key("another secret"))
+    with pytest.raises(SecretUndecryptable, match="does not open"):
         other.decrypt(sealed, user_id="u1", provider="openai")
     with pytest.raises(ValueError, match="32 bytes"):
-        KeyCipher(SecretStr(base64.b64encode(b"short").decode()))
+        LegacyKeyCipher(SecretStr(base64.b64encode(b"short").decode()))
+
+
+def _spec(key_id: str, byte: bytes) -> SecretStr:
+    return SecretStr(f"{key_id}:{base64.b64encode(byte * 32).decode()}")
+
+
+def test_provider_keys_are_sealed_with_the_secrets_keys(tmp_path: Path) -> None:
+    keys = [_spec("k2", b"2"), _spec("k1", b"1")]
+    settings = Settings(
+        data_dir=tmp_path,
+        auth={"jwt_secret": SecretStr("x" * 40)},  # type: ignore[arg-type]
+        secrets=SecretsSettings(keys=keys),
+    ).resolved()
+
+    assert settings.llm.key_encryption_keys == keys
+    cipher = provider_key_cipher(settings.llm)
+    assert cipher is not None
+    assert cipher.current_key_id == "k2"
+    # The single pre-versioned key (derived in development) still opens what it sealed.
+    assert cipher.key_ids == ["k2", "k1", LEGACY_KEY_ID]
+
+
+def test_without_any_key_stored_provider_keys_are_off() -> None:
+    assert provider_key_cipher(LLMSettings()) is None
+    legacy_only = provider_key_cipher(
+        LLMSettings(key_encryption_key=derive_key_encryption_key("s"))
+    )
+    assert legacy_only is not None
+    assert legacy_only.current_key_id == LEGACY_KEY_ID
 
 
 def test_parse_accepts_already_loaded_yaml() -> None:

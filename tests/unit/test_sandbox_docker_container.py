@@ -34,7 +34,6 @@ def _options(spec: SandboxSpec, settings: DockerSettings | None = None) -> dict[
         spec,
         sandbox_id="sbx-1",
         slot=Path("/state/sbx-1/workspace"),
-        supervisor_source="pass",
         config={"workspace": "/workspace"},
     )
 

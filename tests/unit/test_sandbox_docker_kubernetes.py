@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from sandbox import SandboxSpec
-from sandbox.bubblewrap.command import supervisor_config
+from sandbox.launch import supervisor_config
 
 KUBERNETES = Path(__file__).resolve().parents[2] / "cluster" / "kubernetes"
 

@@ -1,8 +1,10 @@
 """Who may do what to a workspace: API-key scopes, membership (404 otherwise) and role.
 
 The decision is ``accounts.policy``'s: the app-wide policy check (``authorization``) runs first
-with each route's declared action; these dependencies hand the handler the record it loaded
-and re-check with the same policy for handlers that are reused outside a declared route."""
+with each route's declared action; these dependencies hand the handler the workspace's record
+(loaded fresh) or, for handlers that need only its id, the id (checked against the role the
+policy check just looked up, without another query), and re-check with the same policy for
+handlers that are reused outside a declared route."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
 __all__ = [
     "WORKSPACE_ERRORS",
     "ReadableWorkspace",
+    "ReadableWorkspaceId",
     "WritableWorkspace",
+    "WritableWorkspaceId",
     "author_of",
     "require_scope",
 ]
@@ -46,10 +50,7 @@ def require_scope(principal: Principal, *, write: bool) -> None:
 async def _member_record(
     request: Request, workspace_id: str, principal: Principal, services: ServicesDep
 ) -> WorkspaceRecord:
-    """The record the policy check already loaded for this request, or a fresh lookup."""
-    record = getattr(request.state, "workspace", None)
-    if isinstance(record, WorkspaceRecord) and record.id == workspace_id:
-        return record
+    """The workspace as the caller sees it (its head version, name ... as of now)."""
     return await services.catalog.get_for(principal.user.id, workspace_id)
 
 
@@ -75,8 +76,30 @@ async def writable_workspace(
     return record
 
 
+async def readable_workspace_id(
+    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> str:
+    """As ``readable_workspace``, for handlers that need only the id (no record is loaded)."""
+    require_scope(principal, write=False)
+    if not can(await services.roles.role_of(principal.user.id, workspace_id), "read"):
+        raise PermissionDenied("Your role in this workspace does not allow reading it.")
+    return workspace_id
+
+
+async def writable_workspace_id(
+    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> str:
+    """As ``writable_workspace``, for handlers that need only the id (no record is loaded)."""
+    require_scope(principal, write=True)
+    if not can(await services.roles.role_of(principal.user.id, workspace_id), "edit"):
+        raise PermissionDenied("Your role in this workspace is read-only.")
+    return workspace_id
+
+
 ReadableWorkspace = Annotated[WorkspaceRecord, Depends(readable_workspace)]
 WritableWorkspace = Annotated[WorkspaceRecord, Depends(writable_workspace)]
+ReadableWorkspaceId = Annotated[str, Depends(readable_workspace_id)]
+WritableWorkspaceId = Annotated[str, Depends(writable_workspace_id)]
 
 
 def author_of(principal: Principal, request: Request) -> Author:

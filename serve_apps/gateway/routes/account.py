@@ -222,7 +222,7 @@ async def enable_two_factor(
     body: CodeBody, request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> RecoveryCodes:
     codes = await services.security.two_factor.enable(principal.user.id, body.code)
-    services.accounts.forget_user(principal.user.id)
+    await services.accounts.forget_user(principal.user.id)
     await services.security.audit.record(
         "account.2fa_enabled",
         audit_context(request, principal),
@@ -248,7 +248,7 @@ async def disable_two_factor(
             "account.2fa_disabled", context, target_id=principal.user.id, outcome="failure"
         )
         raise
-    services.accounts.forget_user(principal.user.id)
+    await services.accounts.forget_user(principal.user.id)
     await services.security.audit.record(
         "account.2fa_disabled", context, target_type="user", target_id=principal.user.id
     )

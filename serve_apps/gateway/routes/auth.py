@@ -1,4 +1,4 @@
-"""Sign-in basics: register, login, refresh, logout, me, API keys."""
+"""Sign-in basics: register, login, refresh, logout, me, API keys (create, list, revoke)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import smtplib
 from datetime import datetime
 
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from accounts.audit import AuditContext
@@ -118,6 +118,18 @@ class ApiKeyResponse(BaseModel):
     key: str = Field(description="The secret. Shown once; only a hash is stored.")
     scopes: list[str]
     created_at: datetime
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class ApiKeyList(BaseModel):
+    items: list[ApiKeyOut]
 
 
 def _client(request: Request) -> tuple[str | None, str | None]:
@@ -239,6 +251,40 @@ async def create_api_key(
         scopes=created.scopes,
         created_at=created.created_at,
     )
+
+
+@router.get("/api-keys", response_model=ApiKeyList, responses=AUTH_ERRORS)
+async def list_api_keys(principal: CurrentPrincipal, services: ServicesDep) -> ApiKeyList:
+    """The caller's live API keys (never the keys themselves), newest first."""
+    keys = await services.accounts.list_api_keys(principal.user.id)
+    return ApiKeyList(
+        items=[
+            ApiKeyOut(
+                id=key.id,
+                name=key.name,
+                scopes=key.scopes,
+                created_at=key.created_at,
+                last_used_at=key.last_used_at,
+            )
+            for key in keys
+        ]
+    )
+
+
+@router.delete("/api-keys/{key_id}", status_code=204, responses=AUTH_ERRORS)
+async def revoke_api_key(
+    key_id: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """Revoke one of the caller's API keys: it is refused from the next request on."""
+    if not await services.accounts.revoke_api_key(principal.user.id, key_id):
+        raise HTTPException(404, "No API key with this id.")
+    await services.security.audit.record(
+        "api_key.revoked",
+        audit_context(request, principal),
+        target_type="api_key",
+        target_id=key_id,
+    )
+    return Response(status_code=204)
 
 
 def _email_digest(email: str) -> str:

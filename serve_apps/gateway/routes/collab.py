@@ -115,8 +115,8 @@ async def _serve(
     can_edit: bool,
 ) -> None:
     want_ack = websocket.query_params.get("ack") == "1"
+    await hub.join(workspace_id, Peer(client.peer_id, client.user_id, can_edit, path=path))
     room = hub.rooms.room(workspace_id)
-    room.join(Peer(client.peer_id, client.user_id, can_edit, path=path))
     hub.attach(workspace_id, path, client)
     sender = asyncio.create_task(client.run_sender(), name=f"collab-send-{client.peer_id}")
     try:
@@ -147,9 +147,14 @@ async def _serve(
         client.kick(1011, "workspace unavailable; reconnect")
     except WebSocketDisconnect:
         pass
+    except Exception:
+        # Unexpected (a storage failure, a bug): the client reconnects and resyncs, and what it
+        # sent that was not acknowledged is sent again.
+        log.exception("collab.failed", workspace_id=workspace_id)
+        client.kick(1011, "server error; reconnect")
     finally:
         hub.detach(workspace_id, path, client)
-        gone = hub.rooms.leave(workspace_id, client.peer_id)
+        gone = await hub.leave(workspace_id, client.peer_id)
         if gone is not None:
             await hub.broadcast(workspace_id, path, encode_awareness(gone))
         if not sender.done():

@@ -24,7 +24,8 @@ from serve_apps.gateway.middleware import UploadRoute
 from serve_apps.gateway.routes.access import (
     WORKSPACE_ERRORS,
     ReadableWorkspace,
-    WritableWorkspace,
+    ReadableWorkspaceId,
+    WritableWorkspaceId,
     author_of,
 )
 
@@ -169,11 +170,11 @@ async def list_files(workspace: ReadableWorkspace, services: ServicesDep) -> Fil
     responses={**FILE_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
 )
 async def read_file(
-    path: str, request: Request, workspace: ReadableWorkspace, services: ServicesDep
+    path: str, request: Request, workspace_id: ReadableWorkspaceId, services: ServicesDep
 ) -> Response:
     """The raw bytes, with ``ETag: "<sha256>"``; ``If-None-Match`` answers 304."""
     validate_path(path)
-    info, data = await services.reader.read_file(workspace.id, path)
+    info, data = await services.reader.read_file(workspace_id, path)
     etag = quote_etag(info.sha256)
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None:
@@ -197,7 +198,7 @@ async def write_file(
     path: str,
     request: Request,
     response: Response,
-    workspace: WritableWorkspace,
+    workspace_id: WritableWorkspaceId,
     principal: CurrentPrincipal,
     services: ServicesDep,
 ) -> WriteOut:
@@ -206,7 +207,7 @@ async def write_file(
     limit = services.workspace_settings.max_file_bytes
     data = await read_body_capped(request, limit, what="file")
     result = await services.writer.write_file(
-        workspace.id,
+        workspace_id,
         path,
         data,
         if_match=if_match_of(request),
@@ -226,13 +227,13 @@ async def write_file(
 async def delete_file(
     path: str,
     request: Request,
-    workspace: WritableWorkspace,
+    workspace_id: WritableWorkspaceId,
     principal: CurrentPrincipal,
     services: ServicesDep,
 ) -> Response:
     validate_path(path)
     await services.writer.delete_file(
-        workspace.id, path, if_match=if_match_of(request), author=author_of(principal, request)
+        workspace_id, path, if_match=if_match_of(request), author=author_of(principal, request)
     )
     return Response(status_code=204)
 
@@ -241,7 +242,7 @@ async def delete_file(
 async def move_file(
     body: MoveRequest,
     request: Request,
-    workspace: WritableWorkspace,
+    workspace_id: WritableWorkspaceId,
     principal: CurrentPrincipal,
     services: ServicesDep,
 ) -> VersionRef:
@@ -249,7 +250,7 @@ async def move_file(
     validate_path(body.source)
     validate_path(body.destination)
     version = await services.writer.move_file(
-        workspace.id, body.source, body.destination, author=author_of(principal, request)
+        workspace_id, body.source, body.destination, author=author_of(principal, request)
     )
     return VersionRef(version=version.number)
 
@@ -260,13 +261,13 @@ async def move_file(
     responses={**WORKSPACE_ERRORS, 200: {"content": {ZIP_MEDIA_TYPE: {}}}},
 )
 async def download_archive(
-    workspace: ReadableWorkspace,
+    workspace_id: ReadableWorkspaceId,
     services: ServicesDep,
     version: int | None = Query(default=None, ge=0),
 ) -> Response:
     """The workspace (its current version, or ``?version=``) as a zip file."""
-    data = await services.reader.archive(workspace.id, version=version)
-    filename = f"{workspace.id}-v{version if version is not None else 'head'}.zip"
+    data = await services.reader.archive(workspace_id, version=version)
+    filename = f"{workspace_id}-v{version if version is not None else 'head'}.zip"
     return Response(
         content=data,
         media_type=ZIP_MEDIA_TYPE,
@@ -282,7 +283,7 @@ async def download_archive(
 )
 async def upload_archive(
     request: Request,
-    workspace: WritableWorkspace,
+    workspace_id: WritableWorkspaceId,
     principal: CurrentPrincipal,
     services: ServicesDep,
 ) -> UploadOut:
@@ -300,7 +301,7 @@ async def upload_archive(
         )
     )
     version = await services.writer.apply_batch(
-        workspace.id,
+        workspace_id,
         dict[str, bytes | None](files),
         author=author_of(principal, request),
         message=f"Uploaded an archive of {len(files)} files",

@@ -19,6 +19,7 @@ from starlette.responses import StreamingResponse
 
 from actors.workspace.api import ExecOutcome, SyncReport
 from sandbox import ExecRequest, ExecResult, OutputChunk, ProcessInfo, SandboxError, StartRequest
+from serve_apps.gateway.authorization import audit_context
 from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
 from serve_apps.gateway.routes.access import WORKSPACE_ERRORS, WritableWorkspace, author_of
 
@@ -188,6 +189,14 @@ async def exec_command(
 ) -> ExecOut:
     """Run a command to completion; a non-zero exit code is still a 200."""
     secret_env = await services.security.secrets.resolve(record.id, body.secrets)
+    if secret_env:
+        await services.security.audit.record(
+            "secret.read",
+            audit_context(request, principal),
+            target_type="secret",
+            workspace_id=record.id,
+            details={"names": sorted(secret_env), "for": "exec"},
+        )
     outcome = await services.writer.exec(
         record.id, body.request(secret_env), author=author_of(principal, request)
     )
@@ -219,7 +228,19 @@ async def exec_stream(
     request: Request,
 ) -> StreamingResponse:
     """Server-sent events: ``output`` ({stream, text}) as it comes, then one ``result``
-    (the body of ``POST .../exec``), or ``error`` ({title, detail}) if the sandbox failed."""
+    (the body of ``POST .../exec``), or ``error`` ({title, detail}) if the sandbox failed.
+
+    Secrets are not injected here: streamed output cannot be redacted before it leaves."""
+    if body.secrets:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "secrets"),
+                    "msg": "secrets are injected only by POST .../exec, whose output is redacted",
+                    "type": "value_error",
+                }
+            ]
+        )
     events = services.writer.exec_stream(
         record.id, body.request(), author=author_of(principal, request)
     )

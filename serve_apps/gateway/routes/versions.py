@@ -12,8 +12,8 @@ from actors.workspace.diff import FileDiff
 from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
 from serve_apps.gateway.routes.access import (
     WORKSPACE_ERRORS,
-    ReadableWorkspace,
-    WritableWorkspace,
+    ReadableWorkspaceId,
+    WritableWorkspaceId,
     author_of,
 )
 
@@ -107,13 +107,13 @@ class RestoreOut(BaseModel):
 
 @router.get("/{workspace_id}/versions", response_model=VersionList, responses=WORKSPACE_ERRORS)
 async def list_versions(
-    workspace: ReadableWorkspace,
+    workspace_id: ReadableWorkspaceId,
     services: ServicesDep,
     limit: int = Query(default=50, ge=1, le=MAX_PAGE),
     before: int | None = Query(default=None, ge=1, description="Only versions older than this."),
 ) -> VersionList:
     """Versions newest first; pass ``next_before`` back as ``before`` for the next page."""
-    versions = await services.reader.list_versions(workspace.id, limit=limit, before=before)
+    versions = await services.reader.list_versions(workspace_id, limit=limit, before=before)
     next_before = versions[-1].number if len(versions) == limit and versions else None
     return VersionList(items=[VersionOut.of(info) for info in versions], next_before=next_before)
 
@@ -124,10 +124,10 @@ async def list_versions(
     responses=WORKSPACE_ERRORS,
 )
 async def get_version(
-    version: int, workspace: ReadableWorkspace, services: ServicesDep
+    version: int, workspace_id: ReadableWorkspaceId, services: ServicesDep
 ) -> VersionDetail:
     """One version with the changes it made against its parent."""
-    info = await services.reader.get_version(workspace.id, version)
+    info = await services.reader.get_version(workspace_id, version)
     return VersionDetail.detail(info)
 
 
@@ -138,13 +138,13 @@ async def get_version(
 )
 async def diff_versions(
     version: int,
-    workspace: ReadableWorkspace,
+    workspace_id: ReadableWorkspaceId,
     services: ServicesDep,
     against: int | None = Query(default=None, ge=0, description="Default: the previous version."),
 ) -> DiffOut:
     """What changed from ``against`` to ``version``, with a unified diff for text files."""
     base = against if against is not None else max(version - 1, 0)
-    changes = await services.reader.diff(workspace.id, base, version)
+    changes = await services.reader.diff(workspace_id, base, version)
     return DiffOut(
         version=version,
         against=base,
@@ -160,12 +160,12 @@ async def diff_versions(
 async def restore_version(
     version: int,
     request: Request,
-    workspace: WritableWorkspace,
+    workspace_id: WritableWorkspaceId,
     principal: CurrentPrincipal,
     services: ServicesDep,
 ) -> RestoreOut:
     """Make ``version``'s files current as a new version (so a restore can be undone too)."""
     info = await services.writer.restore(
-        workspace.id, version, author=author_of(principal, request)
+        workspace_id, version, author=author_of(principal, request)
     )
     return RestoreOut(version=info.number, restored_from=version)

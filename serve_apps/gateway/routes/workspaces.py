@@ -7,10 +7,11 @@ from typing import Literal
 
 import structlog
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.workspace.catalog import MemberRecord, WorkspaceRecord
 from actors.workspace.templates import template_files
+from serve_apps.gateway.authorization import audit_context
 from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
 from serve_apps.gateway.routes.access import (
     WORKSPACE_ERRORS,
@@ -45,6 +46,19 @@ class RenameWorkspaceRequest(Strict):
 class SetMemberRequest(Strict):
     email: str = Field(min_length=3, max_length=320)
     role: GrantableRole
+
+
+class TransferRequest(Strict):
+    """The member who becomes the owner: by user id or by email, exactly one of them."""
+
+    user_id: str | None = Field(default=None, min_length=1, max_length=64)
+    email: str | None = Field(default=None, min_length=3, max_length=320)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TransferRequest:
+        if (self.user_id is None) == (self.email is None):
+            raise ValueError("give exactly one of user_id and email")
+        return self
 
 
 class WorkspaceOut(BaseModel):
@@ -155,11 +169,18 @@ async def rename_workspace(
 
 @router.delete("/{workspace_id}", status_code=204, responses=WORKSPACE_ERRORS)
 async def delete_workspace(
-    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
+    workspace_id: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """Soft-delete (owner or admin): gone at once for everyone; purged after a grace period."""
     require_scope(principal, write=True)
     await services.catalog.soft_delete(principal.user.id, workspace_id)
+    await services.security.audit.record(
+        "workspace.deleted",
+        audit_context(request, principal),
+        target_type="workspace",
+        target_id=workspace_id,
+        workspace_id=workspace_id,
+    )
     await services.writer.close(workspace_id)
     log.info("workspace.deleted", workspace_id=workspace_id)
     return Response(status_code=204)
@@ -176,22 +197,73 @@ async def list_members(
 
 @router.put("/{workspace_id}/members", response_model=MemberOut, responses=WORKSPACE_ERRORS)
 async def set_member(
-    workspace_id: str, body: SetMemberRequest, principal: CurrentPrincipal, services: ServicesDep
+    workspace_id: str,
+    body: SetMemberRequest,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
 ) -> MemberOut:
     """Add a registered user by email with a role, or change a member's role (owner/admin)."""
     require_scope(principal, write=True)
     member = await services.catalog.set_member(
         principal.user.id, workspace_id, email=body.email, role=body.role
     )
+    await services.security.audit.record(
+        "workspace.member_role_set",
+        audit_context(request, principal),
+        target_type="user",
+        target_id=member.user_id,
+        workspace_id=workspace_id,
+        details={"role": member.role},
+    )
     return MemberOut.of(member)
 
 
 @router.delete("/{workspace_id}/members/{user_id}", status_code=204, responses=WORKSPACE_ERRORS)
 async def remove_member(
-    workspace_id: str, user_id: str, principal: CurrentPrincipal, services: ServicesDep
+    workspace_id: str,
+    user_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
 ) -> Response:
     require_scope(principal, write=True)
     await services.catalog.remove_member(principal.user.id, workspace_id, user_id)
+    await services.security.audit.record(
+        "workspace.member_removed",
+        audit_context(request, principal),
+        target_type="user",
+        target_id=user_id,
+        workspace_id=workspace_id,
+    )
     if services.realtime is not None:  # Their live connections close, on every replica.
         await services.realtime.publish(workspace_id, "member.removed", {"user_id": user_id})
     return Response(status_code=204)
+
+
+@router.post("/{workspace_id}/transfer", response_model=WorkspaceOut, responses=WORKSPACE_ERRORS)
+async def transfer_ownership(
+    workspace_id: str,
+    body: TransferRequest,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> WorkspaceOut:
+    """Hand the workspace to another member (owner only, from a signed-in session).
+
+    The new owner must already be a member (invite them first); the previous owner stays on as
+    an admin. The answer is the workspace as the caller now sees it."""
+    require_scope(principal, write=True)
+    record, new_owner = await services.catalog.transfer_ownership(
+        principal.user.id, workspace_id, new_owner_id=body.user_id, new_owner_email=body.email
+    )
+    await services.security.audit.record(
+        "workspace.ownership_transferred",
+        audit_context(request, principal),
+        target_type="user",
+        target_id=new_owner.user_id,
+        workspace_id=workspace_id,
+        details={"previous_owner_role": record.role},
+    )
+    log.info("workspace.transferred", workspace_id=workspace_id)
+    return WorkspaceOut.of(record)

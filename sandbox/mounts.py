@@ -1,4 +1,5 @@
-"""The /workspace slot of a bubblewrap sandbox, and handing a workspace to the sandbox user.
+"""The /workspace slot of a sandbox (bubblewrap and docker), and handing a workspace to the
+sandbox user.
 
 Each sandbox binds a private, root-owned, empty *slot* directory at /workspace. The slot is
 a shared mount point of its own peer group, and the sandbox's copy of it is a slave, so a
@@ -43,6 +44,8 @@ def _umount(target: Path) -> bool:
 
 def create_slot(sandbox_dir: Path) -> Path:
     """Make ``sandbox_dir/workspace``: an empty, root-owned mount point that propagates."""
+    # The state dir itself is removed when the last backend using it exits empty.
+    sandbox_dir.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
     sandbox_dir.mkdir(mode=0o711)
     slot = sandbox_dir / "workspace"
     slot.mkdir(mode=0o755)

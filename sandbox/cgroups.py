@@ -1,15 +1,21 @@
 """Per-sandbox cgroups (memory, pids, cpu) on cgroup v1 or v2, detected at startup.
 
-The host (root) creates the group before launch; the launcher shell writes its own pid into
-``cgroup.procs`` and then execs setpriv/bwrap, so every sandbox process is inside from the
-start. Without usable cgroups the caller falls back to rlimits and reports it.
+The bubblewrap backend creates the group before launch (the launcher shell writes its own pid
+into ``cgroup.procs`` and then execs setpriv/bwrap, so every sandbox process is inside from
+the start); the docker backend only reads the memory group docker made. Without usable
+cgroups bubblewrap falls back to rlimits and reports it.
+
+The OOM-kill count is read after every command, and opening a cgroup file costs ~0.14 ms here
+(cgroup v1) against ~1 us for a ``pread`` on a kept descriptor: so the files read stay open
+for the group's life (``close``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +49,7 @@ def _write(path: Path, value: str | int) -> None:
 class SandboxCgroup:
     mode: CgroupMode
     dirs: list[Path]
+    _fds: dict[str, int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
@@ -80,11 +87,18 @@ class SandboxCgroup:
     def procs_files(self) -> list[str]:
         return [str(group / "cgroup.procs") for group in self.dirs]
 
+    def _read(self, name: str) -> str:
+        """A file of the memory group, through a descriptor kept open (``OSError`` if gone)."""
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = self._fds[name] = os.open(self.dirs[0] / name, os.O_RDONLY | os.O_CLOEXEC)
+        return os.pread(fd, 4096, 0).decode()
+
     def oom_kills(self) -> int:
         """How many processes the kernel's OOM killer has killed in this group."""
         name = "memory.events" if self.mode == "cgroup_v2" else "memory.oom_control"
         try:
-            for line in (self.dirs[0] / name).read_text().splitlines():
+            for line in self._read(name).splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
                     return int(value)
@@ -95,12 +109,20 @@ class SandboxCgroup:
     def memory_bytes(self) -> int | None:
         name = "memory.current" if self.mode == "cgroup_v2" else "memory.usage_in_bytes"
         try:
-            return int((self.dirs[0] / name).read_text())
+            return int(self._read(name))
         except (OSError, ValueError):
             return None
 
+    def close(self) -> None:
+        """Close the kept descriptors (the group itself stays)."""
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds.clear()
+
     def remove(self, timeout_s: float = 2.0) -> bool:
         """Remove the groups once their processes are gone. False if one stayed busy."""
+        self.close()
         deadline = time.monotonic() + timeout_s
         for group in self.dirs:
             while True:
