@@ -3,10 +3,10 @@
 - ``DirectStore``: the bytes straight to a ``LocalBlobStore`` (fsynced file and directory) plus one
   ``INSERT`` of a (path, sha256, size) row in its own transaction on a ``state.db.Database``
   (SQLite, WAL, ``synchronous=FULL``, the platform's pragmas). Reading is the row's ``SELECT``
-  plus the blob ``get``. No versions, no manifest, no working tree: the floor.
+  plus the blob ``get``. No versions, no working tree: the floor.
 - ``InProcessSessions``: a ``WorkspaceHostCore`` in this process (no Ray, no HTTP), written
   through ``LocalWorkspaceWriter`` and read through ``WorkspaceReader``: everything the hosted
-  session does durably (content blob, manifest blob, fenced version transaction, working tree).
+  session does durably (content blob, one fenced version transaction, working tree).
 - ``HttpFiles``: ``PUT``/``GET /api/workspaces/{id}/files/{path}`` against the deployed gateway.
 
 Each keeps one workspace per writer so concurrent writers never queue on one session's lock.

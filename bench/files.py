@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shlex
 import shutil
@@ -44,6 +45,16 @@ from _throughput import OpStats, percentile_ms, run_ops
 console = Console()
 
 WRITE_P50_RATIO_TARGET = 3.0
+# Each phase sends up to 300 writes, then 300 reads, from one address within seconds: more than
+# the default per-address limits allow in a minute (240 writes). The limiter still runs.
+SERVE_ENV = {
+    "VIBECODE_GATEWAY__RATE_LIMITS__PER_IP": json.dumps(
+        {"auth": 30, "read": 100_000, "write": 100_000, "ai": 60}
+    ),
+    "VIBECODE_GATEWAY__RATE_LIMITS__PER_USER": json.dumps(
+        {"auth": 30, "read": 100_000, "write": 100_000, "ai": 120}
+    ),
+}
 SESSION_MEMORY_TARGET_KIB = 2 * 1024
 OPEN_P50_TARGET_MS = 20.0
 
@@ -290,10 +301,11 @@ def _section(
         "- **direct**: `LocalBlobStore.put` (temp file, fsync, rename, fsync of the directory) "
         "then one `INSERT` of a (path, sha256, size) row in its own transaction through "
         "`state.db.Database`; a read is that row's `SELECT` plus `LocalBlobStore.get` (which "
-        "verifies the sha256). No versions, manifest or working tree: the floor.",
+        "verifies the sha256). No versions or working tree: the floor.",
         "- **session in-process**: `LocalWorkspaceWriter` over a `WorkspaceHostCore` in the "
-        "bench process (what the actor runs, minus Ray and HTTP): per write a content blob, a "
-        "manifest blob, one fenced version transaction and the working-tree file; reads through "
+        "bench process (what the actor runs, minus Ray and HTTP): per write a content blob, one "
+        "fenced version transaction (version row, its change row, the file index) and the "
+        "working-tree file; reads through "
         "`WorkspaceReader`.",
         "- **HTTP**: `PUT`/`GET /api/workspaces/{id}/files/{path}` with a Bearer token, "
         "through HAProxy and the Serve gateway (deployed with `build_application(settings)` and "
@@ -357,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="vc-f-"))
     try:
         started = time.monotonic()
-        with running_target("serve-haproxy", serve_env={}) as target:
+        with running_target("serve-haproxy", serve_env=SERVE_ENV) as target:
             console.print(f"[bold]Serve + HAProxy[/bold] up in {time.monotonic() - started:.1f}s")
             results = asyncio.run(_throughput(target.base_url, plan, scratch))
     finally:
@@ -380,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     console.print(_sessions_verdict(report))
     console.print(f"total {time.monotonic() - begun:.0f}s")
     if args.output != "-":
-        facts = environment_facts("python", serve_env={})
+        facts = environment_facts("python", serve_env=SERVE_ENV)
         facts["Load generator"] = "bench/files.py (httpx, in the bench process)"
         facts["Disk"] = "temp dirs under " + tempfile.gettempdir()
         write_section(Path(args.output), "Files", _section(argv, plan, results, report, facts))

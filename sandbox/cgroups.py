@@ -98,13 +98,14 @@ class SandboxCgroup:
         """How many processes the kernel's OOM killer has killed in this group."""
         name = "memory.events" if self.mode == "cgroup_v2" else "memory.oom_control"
         try:
-            for line in self._read(name).splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
+            text = self._read(name)
         except OSError:
             return 0
-        return 0
+        start = text.find("oom_kill ")
+        if start < 0:
+            return 0
+        end = text.find("\n", start)
+        return int(text[start + len("oom_kill ") : end if end >= 0 else None])
 
     def memory_bytes(self) -> int | None:
         name = "memory.current" if self.mode == "cgroup_v2" else "memory.usage_in_bytes"

@@ -27,6 +27,7 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 _HEADER = struct.Struct(">I")
 _CLOSED: Frame = {"type": "closed"}
 _FINAL = ("result", "error", "closed")
+_DECODER = json.JSONDecoder()
 
 
 class FrameWriter(Protocol):
@@ -85,7 +86,7 @@ class SupervisorChannel:
                 end = _HEADER.size + size
                 if len(inbox) < end:
                     return
-                frame = json.loads(inbox[_HEADER.size : end])
+                frame = _DECODER.decode(inbox[_HEADER.size : end].decode())
                 del inbox[:end]
                 if not isinstance(frame, dict):
                     raise SandboxProtocolError(self.sandbox_id, "frame is not an object")

@@ -20,6 +20,7 @@ from sandbox.errors import SandboxUnavailable
 from sandbox.types import WORKSPACE_MOUNT, SandboxSpec
 
 __all__ = [
+    "ALIAS_BIN",
     "PATH",
     "SANDBOX_SHM",
     "SANDBOX_TMP",
@@ -30,7 +31,9 @@ __all__ = [
 ]
 
 SOURCE = Path(__file__).with_name("supervisor.py").read_text(encoding="utf-8")
-PATH = "/usr/local/bin:/usr/bin:/bin"
+# Last on PATH: where a backend may put aliases (`python` for python3) the image lacks.
+ALIAS_BIN = "/opt/vibecode/bin"
+PATH = f"/usr/local/bin:/usr/bin:/bin:{ALIAS_BIN}"
 # Paths inside the sandbox: private tmpfs mounts, never the host's.
 SANDBOX_TMP = "/tmp"  # noqa: S108
 SANDBOX_SHM = "/dev/shm"  # noqa: S108

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from sandbox.channel import ChannelProtocol, Frame, SupervisorChannel, pump
-from sandbox.errors import SandboxCrashed, SandboxNotFound
+from sandbox.errors import SandboxCrashed, SandboxCreateFailed, SandboxNotFound
 from sandbox.types import (
     ExecEvent,
     ExecRequest,
@@ -69,11 +69,14 @@ class RunningSandbox:
 
 
 def _decode(frame: Frame, key: str) -> bytes:
-    return base64.b64decode(str(frame.get(key, "")))
+    data = frame.get(key)
+    return base64.b64decode(str(data)) if data else b""
 
 
 class SupervisedBackend(abc.ABC):
     name: str = "supervised"
+    create_timeout_s: float = 30.0
+    """How long a new sandbox may take to answer its first ping before ``create`` gives up."""
 
     def __init__(self) -> None:
         self._sandboxes: dict[str, RunningSandbox] = {}
@@ -171,9 +174,17 @@ class SupervisedBackend(abc.ABC):
         self._spawn(pump(process.stdout, channel))
         self._spawn(self._drain_stderr(sandbox))
         try:
-            if launched.exec_socket is not None:
-                sandbox.exec_channel = await _open_exec_channel(sandbox_id, launched.exec_socket)
-            await self._ping(sandbox)
+            try:
+                async with asyncio.timeout(self.create_timeout_s):
+                    if launched.exec_socket is not None:
+                        sandbox.exec_channel = await _open_exec_channel(
+                            sandbox_id, launched.exec_socket
+                        )
+                    await self._ping(sandbox)
+            except TimeoutError:
+                raise SandboxCreateFailed(
+                    self.name, f"the sandbox did not answer within {self.create_timeout_s:g} s"
+                ) from None
             await self._ready(sandbox)
             if spec.workspace_dir is not None:
                 await self.attach_workspace(sandbox_id, spec.workspace_dir)

@@ -230,6 +230,8 @@ class _Loop:
 class Capture:
     """An exec's output: kept (or streamed as chunks) up to ``cap`` bytes per stream."""
 
+    __slots__ = ("cap", "counted", "kept", "request_id", "send", "stream", "truncated")
+
     def __init__(
         self, request_id: int, stream: bool, cap: int, send: Callable[[dict[str, Any]], None]
     ) -> None:
@@ -368,6 +370,23 @@ def _spawn(spec: dict[str, Any], stdio: list[int]) -> int:
 class _Command:
     """A runner's current command."""
 
+    __slots__ = (
+        "capture",
+        "cpu_s",
+        "deadline",
+        "held",
+        "killed",
+        "leader",
+        "max_rss_kib",
+        "pipes",
+        "seq",
+        "started",
+        "status",
+        "stdin_fd",
+        "stdin_pending",
+        "timed_out",
+    )
+
     def __init__(self, seq: int, leader: int, started: float, timeout_s: float | None) -> None:
         self.seq = seq  # the front's number for it; 0 for the exec server's own requests
         self.leader = leader
@@ -504,14 +523,17 @@ class _Runner(_Loop):
         self.maybe_finish()
 
     def run_exec(self, request: dict[str, Any], seq: int) -> None:
-        stdin = binascii.a2b_base64(request.get("stdin", ""))
+        stdin = binascii.a2b_base64(request["stdin"]) if request.get("stdin") else b""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         in_r, in_w = os.pipe() if stdin else (self.null_fd, -1)
+        env, cwd = request.get("env"), request.get("cwd", ".")
         spec = {
             "argv": request["argv"],
-            "env": {**self.config["base_env"], **request.get("env", {})},
-            "cwd": os.path.join(self.config["workspace"], request.get("cwd", ".")),
+            "env": {**self.config["base_env"], **env} if env else self.config["base_env"],
+            "cwd": os.path.join(self.config["workspace"], cwd)
+            if cwd != "."
+            else self.config["workspace"],
         }
         started = time.monotonic()
         leader = _spawn(spec, [in_r, out_w, err_w])

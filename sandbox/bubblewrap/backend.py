@@ -58,6 +58,7 @@ class BubblewrapBackend(SlottedBackend):
         if reason is not None:
             raise SandboxUnavailable("bubblewrap", reason)
         self._settings = settings
+        self.create_timeout_s = settings.create_timeout_s
         self._mode: CgroupMode = "rlimit" if settings.cgroups == "off" else detect_mode()
         self._supervisor = CompiledSupervisor(settings.python_path, backend=self.name)
         self._launcher = Launcher(settings, self._mode, self._supervisor)

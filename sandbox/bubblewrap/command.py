@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox.launch import SANDBOX_SHM, SANDBOX_TMP
+from sandbox.launch import ALIAS_BIN, SANDBOX_SHM, SANDBOX_TMP
 from sandbox.settings import BubblewrapSettings
 from sandbox.types import WORKSPACE_MOUNT, SandboxSpec
 
@@ -25,6 +25,8 @@ _ENTER_CGROUPS_AND_WAIT = (
 )
 _MERGED_USR_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _READ_ONLY_ETC = ("ld.so.cache", "alternatives", "localtime")
+# Commands people (and models) type that Debian names differently: `python` runs python3.
+_ALIASES = {"python": "python3", "pip": "pip3"}
 
 
 def _root_filesystem() -> list[str]:
@@ -39,6 +41,10 @@ def _root_filesystem() -> list[str]:
         path = Path("/etc") / name
         if path.exists():
             args += ["--ro-bind", str(path), str(path)]
+    for alias, target in _ALIASES.items():
+        # In the sandbox's own root (a tmpfs), on PATH after the real directories.
+        if not (Path("/usr/bin") / alias).exists() and (Path("/usr/bin") / target).exists():
+            args += ["--symlink", f"/usr/bin/{target}", f"{ALIAS_BIN}/{alias}"]
     return args
 
 

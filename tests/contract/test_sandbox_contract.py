@@ -23,6 +23,7 @@ from sandbox import (
 )
 from tests.contract.sandbox_backends import (
     BACKEND_FACTORIES,
+    REAL_BACKENDS,
     cleanup_run_leftovers,
     open_test_backend,
 )
@@ -244,3 +245,13 @@ async def test_health_and_destroy(backend: SandboxBackend, sandbox_id: str) -> N
         await run(backend, sandbox_id, "true")
     with pytest.raises(SandboxNotFound):
         await backend.health(sandbox_id)
+
+
+@pytest.mark.parametrize("name", REAL_BACKENDS)
+async def test_python_answers_to_python_and_python3(name: str, workspace: Path) -> None:
+    """What people and models type: `python` runs Python 3 in every isolated sandbox."""
+    async with open_test_backend(name) as opened:
+        info = await opened.create(SandboxSpec(workspace_dir=workspace))
+        for command in ("python", "python3"):
+            result = await run(opened, info.sandbox_id, f"{command} -c 'print(6 * 7)'")
+            assert (result.exit_code, result.stdout) == (0, b"42\n"), result.stderr

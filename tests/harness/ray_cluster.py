@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ def ray_address() -> Iterator[str]:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     # Local Ray processes inherit this environment; Serve's proxy reads the HAProxy switches.
     haproxy_dir = tempfile.mkdtemp(prefix="vc-hap-")
+    temp_dir = tempfile.mkdtemp(prefix="vc-ray-")
     os.environ.update(haproxy_environment(Path(haproxy_dir)))
     info = ray.init(
         address="local",
@@ -36,7 +38,7 @@ def ray_address() -> Iterator[str]:
         log_to_driver=False,
         num_cpus=2,
         namespace="vibecode",
-        _temp_dir=tempfile.mkdtemp(prefix="vc-ray-"),
+        _temp_dir=temp_dir,
     )
     try:
         yield str(info.address_info["gcs_address"])
@@ -52,6 +54,9 @@ def ray_address() -> Iterator[str]:
                 haproxy_dir=haproxy_dir,
             )
         )
+        # Logs and sockets of a finished session: nothing reads them after this.
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(haproxy_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The docker sandbox's base image, built locally: no registry is reachable from our machines.
 
-``debootstrap --variant=minbase --include=python3`` makes a Debian bookworm rootfs from the
+``debootstrap --variant=minbase --include=python3,python-is-python3`` makes a Debian bookworm rootfs from the
 mirror apt already uses; the rootfs is tarred into a cache directory under a name keyed by a
 hash of the recipe, so reruns on the same machine (developers, CI) skip the ~90 s build, and
 ``docker import`` turns the tarball into ``vibecode-sandbox:<hash>`` in whichever daemon asks.
@@ -23,7 +23,7 @@ __all__ = ["IMAGE_REPOSITORY", "build_rootfs_tarball", "debian_mirror", "image_t
 
 IMAGE_REPOSITORY = "vibecode-sandbox"
 SUITE = "bookworm"
-PACKAGES = ("python3",)
+PACKAGES = ("python3", "python-is-python3")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CACHE_DIR = Path(os.environ.get("VIBECODE_SANDBOX_CACHE", "/var/cache/vibecode-sandbox"))
 # Trimmed from the rootfs: package caches and docs nobody in a sandbox needs.
