@@ -98,5 +98,7 @@ def running_gateway(env: dict[str, str] | None = None) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="vc-b-gw-") as workdir:
         data_dir = Path(workdir) / "data"
         upgrade(load_settings(data_dir=data_dir).database_url)
-        with _running_app("bench._uvicorn_app:create_app", _environment(data_dir, env or {})) as url:
+        with _running_app(
+            "bench._uvicorn_app:create_app", _environment(data_dir, env or {})
+        ) as url:
             yield url

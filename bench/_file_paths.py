@@ -158,13 +158,18 @@ class HttpFiles:
     ) -> None:
         await self._http.aclose()
 
-    async def write(self, worker: int, path: str, data: bytes) -> None:
+    async def write(
+        self, worker: int, path: str, data: bytes, *, expect_changed: bool = True
+    ) -> None:
         response = await self._http.put(
             f"/api/workspaces/{self._workspaces[worker]}/files/{path}", content=data
         )
         response.raise_for_status()
-        if response.json()["sha256"] != hashlib.sha256(data).hexdigest():
+        answer = response.json()
+        if answer["sha256"] != hashlib.sha256(data).hexdigest():
             raise RuntimeError(f"PUT {path}: the gateway acknowledged other bytes")
+        if answer["changed"] != expect_changed:
+            raise RuntimeError(f"PUT {path}: changed is {answer['changed']}, not {expect_changed}")
 
     async def read(self, worker: int, path: str) -> bytes:
         response = await self._http.get(f"/api/workspaces/{self._workspaces[worker]}/files/{path}")

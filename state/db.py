@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -107,6 +107,8 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._echo = echo
+        self._thread_engine: Engine | None = None
 
     @classmethod
     def from_settings(cls, settings: DatabaseSettings) -> Database:
@@ -142,8 +144,25 @@ class Database:
         except (TimeoutError, SQLAlchemyError, OSError) as exc:
             raise StorageUnavailable("database", f"{type(exc).__name__}: {exc}") from exc
 
+    def thread_engine(self) -> Engine | None:
+        """A synchronous engine on this SQLite file, with the same pragmas, for a transaction
+        run whole on a worker thread: one thread hop, where aiosqlite makes one per statement.
+
+        None for PostgreSQL (asyncpg needs no threads) and for in-memory SQLite."""
+        if self._thread_engine is None and self.dialect == "sqlite":
+            if sqlite_path(self.url) is None:
+                return None
+            engine = create_engine(
+                self.url.set(drivername="sqlite+pysqlite"), pool_size=2, echo=self._echo
+            )
+            event.listen(engine, "connect", _set_sqlite_pragmas)
+            self._thread_engine = engine
+        return self._thread_engine
+
     async def close(self) -> None:
         """Close every pooled connection. The object must not be used afterwards."""
+        if self._thread_engine is not None:
+            self._thread_engine.dispose()
         await self.engine.dispose()
 
     def __repr__(self) -> str:

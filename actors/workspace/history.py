@@ -18,10 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from actors.workspace.api import Change, ChangeKind, VersionInfo, VersionNotFound
 from actors.workspace.manifest import Entry, Manifest
 from state.db import Database
-from state.models import FileEntry, Version, VersionFile, utcnow
+from state.models import FileEntry, Version, VersionFile, Workspace, utcnow
 
 __all__ = [
     "EMPTY_MANIFEST",
+    "current_manifest",
     "head_manifest",
     "load_changes",
     "load_manifest",
@@ -41,6 +42,29 @@ async def head_manifest(session: AsyncSession, workspace_id: str) -> Manifest:
         )
     )
     return Manifest({row.path: Entry(row.sha256, row.size, row.mode) for row in rows})
+
+
+async def current_manifest(db: Database, workspace_id: str) -> tuple[int, Manifest] | None:
+    """The head's number and file set, read in one statement (so they belong together);
+    None if the workspace does not exist or is deleted."""
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(
+                    Workspace.head_version,
+                    FileEntry.path,
+                    FileEntry.sha256,
+                    FileEntry.size,
+                    FileEntry.mode,
+                )
+                .outerjoin(FileEntry, FileEntry.workspace_id == Workspace.id)
+                .where(Workspace.id == workspace_id, Workspace.deleted_at.is_(None))
+            )
+        ).all()
+    if not rows:
+        return None
+    entries = {row.path: Entry(row.sha256, row.size, row.mode) for row in rows if row.path}
+    return rows[0].head_version, Manifest(entries)
 
 
 async def load_manifest(db: Database, workspace_id: str, number: int) -> Manifest:

@@ -2,8 +2,9 @@
 
 Each open text file is a ``collab.TextDocument``. An edit from a client is applied, appended to
 the document's update log (durable) and only then acknowledged and fanned out. Typing becomes a
-file version ``collab_flush_delay_s`` after the last edit (author: the last editor), through the
-session like any other write; a write from elsewhere (files API, sandbox, agent) arrives as a
+file version ``collab_flush_delay_s`` after the last edit, or ``collab_flush_max_delay_s`` after
+the first unsaved one while typing goes on (author: the last editor), through the session like
+any other write; a write from elsewhere (files API, sandbox, agent) arrives as a
 commit of the session and is turned into a minimal text edit of the document, so editors see it.
 
 Crash safety: the document store records which file contents (sha256) the document accounts
@@ -92,6 +93,9 @@ class _LiveDocument:
     snapshot_seq: int = 0
     synced: tuple[str, ...] = ()
     dirty_author: Author | None = None
+    # Monotonic times of the first edit not yet in a version and of the last edit.
+    dirty_since: float = 0.0
+    last_edit: float = 0.0
     # Contents (sha256) of our own flushes whose commits the session has not yet reported.
     own_flushes: list[str] = field(default_factory=list)
     flush_task: asyncio.Task[None] | None = None
@@ -123,6 +127,7 @@ class LiveDocuments:
         self._store = store
         self._blobs = blobs
         self._flush_delay_s = settings.collab_flush_delay_s
+        self._flush_max_delay_s = settings.collab_flush_max_delay_s
         self._compact_every = settings.collab_compact_every
         self._docs: dict[str, _LiveDocument] = {}
         self._closed = False
@@ -403,6 +408,9 @@ class LiveDocuments:
             live.synced = synced
 
     def _schedule_flush(self, live: _LiveDocument, author: Author) -> None:
+        live.last_edit = time.monotonic()
+        if live.dirty_author is None:
+            live.dirty_since = live.last_edit
         live.dirty_author = author
         if live.flush_task is None or live.flush_task.done():
             live.flush_task = asyncio.create_task(
@@ -412,7 +420,7 @@ class LiveDocuments:
     async def _flush_later(self, live: _LiveDocument) -> None:
         try:
             while live.dirty_author is not None and not self._closed:
-                await asyncio.sleep(self._flush_delay_s)
+                await self._quiet_or_due(live)
                 await self._flush(live)
                 await self._maybe_compact(live)
         except asyncio.CancelledError:
@@ -422,6 +430,20 @@ class LiveDocuments:
         finally:
             if live.flush_task is asyncio.current_task():
                 live.flush_task = None
+
+    async def _quiet_or_due(self, live: _LiveDocument) -> None:
+        """Wait until nobody typed for the flush delay, or the oldest unsaved edit is due.
+
+        (Every version commit holds the database's write lock for a while, during which
+        keystrokes wait to be made durable: one version per pause, not per 0.3 s of typing.)"""
+        while True:
+            wake = min(
+                live.last_edit + self._flush_delay_s, live.dirty_since + self._flush_max_delay_s
+            )
+            now = time.monotonic()
+            if now >= wake:
+                return
+            await asyncio.sleep(wake - now)
 
     async def _flush(self, live: _LiveDocument) -> None:
         async with live.lock:

@@ -19,7 +19,12 @@ from actors.workspace.api import (
 )
 from actors.workspace.archive import write_zip
 from actors.workspace.diff import DEFAULT_MAX_DIFF_BYTES, FileDiff, unified_diff
-from actors.workspace.history import load_changes, load_manifest, version_info
+from actors.workspace.history import (
+    current_manifest,
+    load_changes,
+    load_manifest,
+    version_info,
+)
 from actors.workspace.manifest import Manifest, diff_manifests
 from actors.workspace.paths import validate_path
 from state.blobs import BlobStore
@@ -57,14 +62,19 @@ class WorkspaceReader:
 
     async def stat(self, workspace_id: str, path: str) -> FileInfo:
         path = validate_path(path)
-        await self.head_version(workspace_id)
         async with self._db.session() as session:
+            # One query on the hot path; a miss then tells a deleted workspace from a missing file.
             row = await session.scalar(
-                select(FileEntry).where(
-                    FileEntry.workspace_id == workspace_id, FileEntry.path == path
+                select(FileEntry)
+                .join(Workspace, Workspace.id == FileEntry.workspace_id)
+                .where(
+                    FileEntry.workspace_id == workspace_id,
+                    FileEntry.path == path,
+                    Workspace.deleted_at.is_(None),
                 )
             )
         if row is None:
+            await self.head_version(workspace_id)
             raise FileNotFoundInWorkspace(f"no such file: {path!r}")
         return _file_info(row)
 
@@ -104,6 +114,10 @@ class WorkspaceReader:
         number = head if version is None else version
         if not 0 <= number <= head:
             raise VersionNotFound(f"workspace {workspace_id} has no version {number}")
+        if number == head:  # The file index holds it whole, unless a write just moved on.
+            current = await current_manifest(self._db, workspace_id)
+            if current is not None and current[0] == number:
+                return current[1]
         return await load_manifest(self._db, workspace_id, number)
 
     async def changes(self, workspace_id: str, a: int, b: int) -> list[Change]:

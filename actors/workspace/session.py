@@ -4,8 +4,8 @@ Opening takes the workspace's lease (the newest opener wins and fences older ses
 brings the working tree up to the head version (a no-op when the tree's sidecar already names
 it). Every change runs under one FIFO lock: check → put the content blobs → one fenced database
 transaction (version row, change rows, file index) → update the working tree → return. A
-change is acknowledged only once it is durable. For small writes the blob puts run while the
-transaction's statements are sent, and the transaction commits only after the blobs are durable.
+change is acknowledged only once it is durable: the transaction commits only after the blobs
+are (``store.commit_version``).
 
 The tree is a cache that is rebuilt from durable state when in doubt. Its sidecar names the
 version the tree reflects; it is written when the tree is materialized and when the session
@@ -381,8 +381,9 @@ class WorkspaceSession(SandboxOperations):
     ) -> Committed:
         """Put the content blobs and commit the version; return once both are durable.
 
-        The version's file set is the transaction's (no manifest blob). Small puts run while
-        the transaction's statements are sent; the transaction commits only after them."""
+        The version's file set is the transaction's (no manifest blob). Small puts are handed
+        to ``commit_version`` still running: it commits only after they are done (on PostgreSQL
+        its statements go out meanwhile; see ``store.py``)."""
         version = functools.partial(
             commit_version,
             self._db,

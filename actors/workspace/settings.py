@@ -38,7 +38,9 @@ class WorkspaceSettings(BaseModel):
     # request). Changes made through the replica itself apply at once; changes made elsewhere
     # (another replica, an accepted invitation, a deleted account) apply within this bound.
     role_cache_ttl_s: float = 2.0
-    # Live documents: turn typing into a file version this long after the last edit.
+    # Live documents: turn typing into a file version this long after the last edit...
     collab_flush_delay_s: float = 0.3
+    # ...or this long after the first edit not yet in a version, if people keep typing.
+    collab_flush_max_delay_s: float = 2.0
     # Compact a document's update log into a snapshot after this many updates.
     collab_compact_every: int = 200

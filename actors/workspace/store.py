@@ -6,8 +6,8 @@ built on. Zero rows updated means another session took the workspace over (``Lea
 is gone (``WorkspaceNotFound``). Conditional UPDATEs rather than read-then-write because SQLite
 through aiosqlite does not isolate a read from a later write in the same transaction; the UPDATE
 also takes the write lock (SQLite) or row lock (PostgreSQL) first, so the rest of the
-transaction runs alone. The content blobs are put before this transaction; the version's file
-set is the database's (the version row, its change rows and the file index, see
+transaction runs alone. The content blobs are durable before this transaction commits; the
+version's file set is the database's (the version row, its change rows and the file index, see
 ``history.py``), so a write costs one blob and one transaction.
 
 SQLite allows one writer at a time and makes a blocked writer poll with growing sleeps (1, 2,
@@ -26,9 +26,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, Table, bindparam, delete, insert, select, update
+import anyio.to_thread
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Insert,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from actors.workspace.api import (
     Author,
@@ -144,37 +156,40 @@ async def commit_version(
 ) -> Committed:
     """Record version ``base_version + 1`` with ``changes`` (``manifest`` is the file set they
     lead to). The content blobs must be durable before the commit: stored already, or
-    ``before_commit``, awaited after the statements and before COMMIT (its error rolls back).
+    ``before_commit``, awaited before COMMIT (its error means nothing is committed).
 
-    Prebuilt Core statements on a plain connection: this runs for every write, and the ORM's
-    per-statement work cost more CPU than the rest of the write path together."""
+    The statements are prebuilt Core statements: this runs for every write, and the ORM's
+    per-statement work cost more CPU than the rest of the write path. On SQLite the whole
+    transaction runs on one worker thread (aiosqlite would hop threads for every statement,
+    and each hop waits for the GIL in a busy process); ``before_commit`` then completes first.
+    On PostgreSQL the statements go out while ``before_commit`` is still running."""
     now = utcnow()
-    number = base_version + 1
-    version_id = new_id()
-    async with _one_writer(db), db.engine.begin() as connection:
-        bumped = await connection.execute(
-            _BUMP_HEAD,
-            {"b_workspace": workspace_id, "b_epoch": epoch, "b_base": base_version,
-             "b_number": number, "b_bytes": manifest.total_bytes, "b_now": now},
-        )  # fmt: skip
-        if bumped.rowcount == 0:
-            await _explain_fenced(connection, workspace_id, epoch)
-        await connection.execute(
-            _INSERT_VERSION,
-            {"id": version_id, "workspace_id": workspace_id, "number": number,
-             "author_id": author.user_id, "author_kind": author.kind, "message": message,
-             "created_at": now, "parent_number": base_version or None,
-             "restored_from": restored_from, "manifest_sha256": None,
-             "file_count": len(manifest), "total_bytes": manifest.total_bytes},
-        )  # fmt: skip
-        await _record_changes(
-            connection, db.dialect, workspace_id, version_id, changes, manifest, now
-        )
+    version = _VersionRows.of(
+        workspace_id=workspace_id,
+        epoch=epoch,
+        base_version=base_version,
+        manifest=manifest,
+        changes=changes,
+        author=author,
+        message=message,
+        restored_from=restored_from,
+        now=now,
+        dialect=db.dialect,
+    )
+    thread_engine = db.thread_engine()
+    if thread_engine is not None:
         if before_commit is not None:
             await before_commit
+        async with _one_writer(db):
+            await anyio.to_thread.run_sync(_commit_on_thread, thread_engine, version)
+    else:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(version.write)
+            if before_commit is not None:
+                await before_commit
     info = VersionInfo(
         workspace_id=workspace_id,
-        number=number,
+        number=base_version + 1,
         created_at=now,
         author_id=author.user_id,
         author_kind=author.kind,
@@ -182,15 +197,18 @@ async def commit_version(
         restored_from=restored_from,
         changes=tuple(changes),
     )
-    return Committed(info, version_id)
+    return Committed(info, version.version_id)
+
+
+def _commit_on_thread(engine: Engine, version: _VersionRows) -> None:
+    with engine.begin() as connection:
+        version.write(connection)
 
 
 @asynccontextmanager
 async def _one_writer(db: Database) -> AsyncIterator[None]:
-    """Queue this process's version transactions on one lock when the database is SQLite."""
-    if db.dialect != "sqlite":
-        yield
-        return
+    """Queue this process's SQLite version transactions on one lock (FIFO) instead of SQLite's
+    busy handler, which polls with growing sleeps (1, 2, 5, 10 ms ...)."""
     lock = _sqlite_writers.get(db)
     if lock is None:
         lock = _sqlite_writers[db] = asyncio.Lock()
@@ -198,42 +216,87 @@ async def _one_writer(db: Database) -> AsyncIterator[None]:
         yield
 
 
-async def _record_changes(
-    connection: AsyncConnection,
-    dialect: str,
-    workspace_id: str,
-    version_id: str,
-    changes: Sequence[Change],
-    manifest: Manifest,
-    now: datetime,
-) -> None:
-    """The version's change rows, then the file index: deletions, then one upsert."""
-    rows: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
-    deleted: list[str] = []
-    for change in changes:
-        entry = manifest.get(change.path)
-        rows.append(
-            {"id": new_id(), "version_id": version_id, "path": change.path,
-             "change": change.kind, "sha256": change.after_sha256,
-             "before_sha256": change.before_sha256, "size": entry.size if entry else None,
-             "mode": entry.mode if entry else None},
+@dataclass(frozen=True, slots=True)
+class _VersionRows:
+    """Everything one version writes, ready for the prebuilt statements."""
+
+    dialect: str
+    workspace_id: str
+    epoch: int
+    version_id: str
+    head: dict[str, Any]
+    version: dict[str, Any]
+    changes: list[dict[str, Any]]
+    entries: list[dict[str, Any]]
+    deleted: list[str]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        workspace_id: str,
+        epoch: int,
+        base_version: int,
+        manifest: Manifest,
+        changes: Sequence[Change],
+        author: Author,
+        message: str,
+        restored_from: int | None,
+        now: datetime,
+        dialect: str,
+    ) -> _VersionRows:
+        version_id = new_id()
+        rows: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
+        deleted: list[str] = []
+        for change in changes:
+            entry = manifest.get(change.path)
+            rows.append(
+                {"id": new_id(), "version_id": version_id, "path": change.path,
+                 "change": change.kind, "sha256": change.after_sha256,
+                 "before_sha256": change.before_sha256, "size": entry.size if entry else None,
+                 "mode": entry.mode if entry else None},
+            )  # fmt: skip
+            if entry is None:
+                deleted.append(change.path)
+                continue
+            entries.append(
+                {"id": new_id(), "workspace_id": workspace_id, "path": change.path,
+                 "sha256": entry.sha256, "size": entry.size, "mode": entry.mode,
+                 "modified_at": now},
+            )  # fmt: skip
+        return cls(
+            dialect=dialect,
+            workspace_id=workspace_id,
+            epoch=epoch,
+            version_id=version_id,
+            head={"b_workspace": workspace_id, "b_epoch": epoch, "b_base": base_version,
+                  "b_number": base_version + 1, "b_bytes": manifest.total_bytes, "b_now": now},
+            version={"id": version_id, "workspace_id": workspace_id, "number": base_version + 1,
+                     "author_id": author.user_id, "author_kind": author.kind,
+                     "message": message, "created_at": now,
+                     "parent_number": base_version or None, "restored_from": restored_from,
+                     "manifest_sha256": None, "file_count": len(manifest),
+                     "total_bytes": manifest.total_bytes},
+            changes=rows,
+            entries=entries,
+            deleted=deleted,
         )  # fmt: skip
-        if entry is None:
-            deleted.append(change.path)
-            continue
-        entries.append(
-            {"id": new_id(), "workspace_id": workspace_id, "path": change.path,
-             "sha256": entry.sha256, "size": entry.size, "mode": entry.mode, "modified_at": now},
-        )  # fmt: skip
-    if rows:
-        await connection.execute(_INSERT_CHANGE, rows)
-    for paths in chunks(deleted):
-        await connection.execute(
-            _DELETE_ENTRIES, {"b_workspace": workspace_id, "b_paths": list(paths)}
-        )
-    if entries:
-        await connection.execute(_upsert_entries(dialect), entries)
+
+    def write(self, connection: Connection) -> None:
+        """The fenced head bump, the version and its change rows, then the file index
+        (deletions, then one upsert). Raises ``LeaseLost``/``WorkspaceNotFound`` when fenced."""
+        if connection.execute(_BUMP_HEAD, self.head).rowcount == 0:
+            _explain_fenced(connection, self.workspace_id, self.epoch)
+        connection.execute(_INSERT_VERSION, self.version)
+        if self.changes:
+            connection.execute(_INSERT_CHANGE, self.changes)
+        for paths in chunks(self.deleted):
+            connection.execute(
+                _DELETE_ENTRIES, {"b_workspace": self.workspace_id, "b_paths": list(paths)}
+            )
+        if self.entries:
+            connection.execute(_upsert_entries(self.dialect), self.entries)
 
 
 _WORKSPACES = cast(Table, Workspace.__table__)
@@ -289,13 +352,9 @@ async def _execute_update(session: AsyncSession, statement: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-async def _explain_fenced(
-    connection: AsyncSession | AsyncConnection, workspace_id: str, epoch: int
-) -> None:
-    row = (
-        await connection.execute(
-            select(Workspace.lease_epoch, Workspace.deleted_at).where(Workspace.id == workspace_id)
-        )
+def _explain_fenced(connection: Connection, workspace_id: str, epoch: int) -> None:
+    row = connection.execute(
+        select(Workspace.lease_epoch, Workspace.deleted_at).where(Workspace.id == workspace_id)
     ).one_or_none()
     if row is None or row.deleted_at is not None:
         raise WorkspaceNotFound(f"workspace {workspace_id} does not exist")

@@ -94,7 +94,9 @@ def test_concurrent_editors_converge_and_the_file_matches(
 
 async def test_typing_through_many_flushes_loses_nothing(db_url: str, tmp_path: Path) -> None:
     # Flush (make a file version) often, so that versions commit while people keep typing.
-    workspace = WorkspaceSettings(collab_flush_delay_s=0.02, collab_compact_every=20)
+    workspace = WorkspaceSettings(
+        collab_flush_delay_s=0.02, collab_flush_max_delay_s=0.05, collab_compact_every=20
+    )
     config = gateway_config(db_url, tmp_path / "blobs", workspace=workspace)
     with serve_in_thread(build_app(config)) as base_url:
         account = await asyncio.to_thread(register, base_url, f"{next_name()}@example.com")

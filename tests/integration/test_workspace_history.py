@@ -27,6 +27,7 @@ from actors.workspace import (
     read_zip,
 )
 from actors.workspace.catalog import WorkspaceCatalog
+from actors.workspace.history import load_manifest
 from state.blobs.local import LocalBlobStore
 from state.blobs.protocol import digest_of
 from state.db import Database
@@ -252,4 +253,6 @@ async def test_a_write_stores_its_content_and_no_other_blob(
     assert await reader.manifest(ws, 3) == _manifest(
         {f"f{i}.txt": (f"content {i}".encode(), 0o644) for i in range(3)}
     )
-    assert sorted(await reader.manifest(ws)) == ["f2.txt", "moved/f1.txt"]
+    head = await reader.manifest(ws)  # From the file index ...
+    assert sorted(head) == ["f2.txt", "moved/f1.txt"]
+    assert await load_manifest(database, ws, 5) == head  # ... equal to the replayed changes.

@@ -115,11 +115,11 @@ async def _serve(
     can_edit: bool,
 ) -> None:
     want_ack = websocket.query_params.get("ack") == "1"
-    await hub.join(workspace_id, Peer(client.peer_id, client.user_id, can_edit, path=path))
-    room = hub.rooms.room(workspace_id)
-    hub.attach(workspace_id, path, client)
     sender = asyncio.create_task(client.run_sender(), name=f"collab-send-{client.peer_id}")
     try:
+        await hub.join(workspace_id, Peer(client.peer_id, client.user_id, can_edit, path=path))
+        room = hub.rooms.room(workspace_id)
+        hub.attach(workspace_id, path, client)
         client.send(await live.collab_open(workspace_id, path))
         awareness = room.awareness(path)
         if len(awareness):
