@@ -90,8 +90,12 @@ class RayWorkspaceWriter:
         *args: Any,
         retry: bool,
         timeout_s: float | None = None,
+        cancel_remote: bool = False,
         **kwargs: Any,
     ) -> Any:
+        """Call ``method`` on host ``name``. ``cancel_remote``: when our caller is cancelled
+        (an agent run cancelled, a client gone), cancel the call on the host too; awaiting a
+        Ray ref is not enough to stop it."""
         delays = RETRY_DELAYS_S if retry else ()
         timeout_s = timeout_s or self._timeout_s
         attempt = 0
@@ -99,7 +103,12 @@ class RayWorkspaceWriter:
             handle = self.handle(name)
             try:
                 ref = getattr(handle, method).remote(*args, **kwargs)
-                return await asyncio.wait_for(ref, timeout_s)
+                try:
+                    return await asyncio.wait_for(ref, timeout_s)
+                except asyncio.CancelledError:
+                    if cancel_remote:
+                        ray.cancel(ref)
+                    raise
             except RayTaskError as exc:
                 cause = exc.cause
                 if isinstance(cause, WorkspaceError | SandboxError):
@@ -223,15 +232,18 @@ class RayWorkspaceWriter:
             author=author,
             retry=False,
             timeout_s=longest_s + self._timeout_s,  # The command's own timeout, then ours.
+            cancel_remote=True,  # A cancelled caller stops the command (the sandbox resets).
         )
         return result
 
     async def _stream(self, workspace_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         handle = self.handle(self._owner(workspace_id))
+        refs = getattr(handle, method).remote(workspace_id, *args, **kwargs)
+        finished = False
         try:
-            refs = getattr(handle, method).remote(workspace_id, *args, **kwargs)
             async for ref in refs:
                 yield await ref
+            finished = True
         except RayTaskError as exc:
             if isinstance(exc.cause, WorkspaceError | SandboxError):
                 raise exc.cause from None
@@ -241,6 +253,9 @@ class RayWorkspaceWriter:
             raise WorkspaceUnavailable(
                 "The workspace's host stopped while streaming; retry."
             ) from exc
+        finally:
+            if not finished:  # The consumer went away (or failed): stop the stream's source.
+                ray.cancel(refs)
 
     async def exec_stream(
         self, workspace_id: str, request: ExecRequest, *, author: Author

@@ -125,3 +125,50 @@ async def test_a_host_killed_mid_stream_keeps_every_acknowledged_write(
     assert after.version == max(numbers) + 1
     assert (await writer.handle(owner).ping.remote())["pid"] != pid_before
     print(f"acknowledged={len(acknowledged)} failed={len(failed)}")
+
+
+async def test_a_cancelled_exec_stops_the_command_on_the_host(
+    ray_address: str, db_url: str, tmp_path: Path
+) -> None:
+    """Cancelling the caller (an agent run cancelled, a client gone) stops the command in
+    the host's sandbox: awaiting a Ray ref is not enough by itself."""
+    from sandbox import ExecRequest
+    from tests.integration.sandbox_gateway import sandbox_test_settings
+
+    config = HostConfig(
+        db=DatabaseSettings(url=db_url),
+        blob=LocalBlobSettings(root=tmp_path / "blobs"),
+        workspace=WorkspaceSettings(hosts=1, trees_dir=tmp_path / "trees", request_timeout_s=30),
+        sandbox=sandbox_test_settings(isolated=False),
+    )
+    writer = RayWorkspaceWriter(config, namespace=f"ns-{next_name()}")
+    database = Database(db_url)
+    blobs = open_blob_store(config.blob)
+    user_id = new_id()
+    async with database.session() as session, session.begin():
+        session.add(User(id=user_id, email=f"{user_id}@example.com", password_hash=None))
+    record = await WorkspaceCatalog(database).create(user_id, name="cancel", template="blank")
+    author = Author(user_id=user_id, kind="user")
+    try:
+        warm = await writer.exec(record.id, ExecRequest(shell="true"), author=author)
+        assert warm.result.exit_code == 0
+        slow = asyncio.create_task(
+            writer.exec(
+                record.id,
+                ExecRequest(shell="sleep 2 && echo late > late.txt", timeout_s=10),
+                author=author,
+            )
+        )
+        await asyncio.sleep(0.7)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        await asyncio.sleep(3)  # Past the moment the command would have written its file.
+        listed = await writer.exec(record.id, ExecRequest(shell="ls"), author=author)
+        assert "late.txt" not in listed.result.stdout.decode()
+        with pytest.raises(WorkspaceError):
+            await WorkspaceReader(database, blobs).read_file(record.id, "late.txt")
+    finally:
+        writer.kill_hosts()
+        await database.close()
+        await blobs.close()
