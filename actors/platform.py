@@ -1,9 +1,10 @@
 """The platform's long-lived actors: named, detached, restarted forever, one creation path.
 
-Workspace hosts (``ws-host:<n>``), agent hosts (``agent-host:<n>``) and sandbox pools
-(``sandbox-pool:<node id>``) are all got-or-created by name, outlive the deployment that made
-them, restart after a crash (their state is durable or cattle), take no CPU reservation and run
-many calls at once. ``PLATFORM_ACTOR_PREFIXES`` lets operators' tooling find them all.
+Workspace hosts (``ws-host:<n>``), agent hosts (``agent-host:<n>``), sandbox pools
+(``sandbox-pool:<node id>``) and the embedded realtime bus (``kv-bus:0``) are got-or-created by
+name, outlive the deployment that made them, restart after a crash (their state is durable or
+cattle), take no CPU reservation and run many calls at once. ``PLATFORM_ACTOR_PREFIXES`` lets
+operators' tooling find them all.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 __all__ = ["PLATFORM_ACTOR_PREFIXES", "platform_actor_options"]
 
-PLATFORM_ACTOR_PREFIXES = ("ws-host:", "agent-host:", "sandbox-pool:")
+PLATFORM_ACTOR_PREFIXES = ("ws-host:", "agent-host:", "sandbox-pool:", "kv-bus:")
 
 
 def platform_actor_options(

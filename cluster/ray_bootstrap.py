@@ -14,6 +14,7 @@ from pathlib import Path
 import ray
 import structlog
 
+from actors.platform import PLATFORM_ACTOR_PREFIXES
 from cluster.settings import Settings
 
 __all__ = [
@@ -140,9 +141,6 @@ def stop_local_haproxy(connection: RayConnection) -> int:
             except ProcessLookupError:
                 continue
     return stopped
-
-
-PLATFORM_ACTOR_PREFIXES = ("ws-host:", "agent-host:", "sandbox-pool:")
 
 
 def stop_platform_actors(namespace: str) -> int:

@@ -82,14 +82,14 @@ class AgentHostShell:
         current.boot.options(max_task_retries=-1).remote()
 
     def _sink(self) -> RunEventSink | None:
-        """Run events reach Socket.IO rooms through Redis pub/sub when Redis is configured."""
-        redis = self._config.workspace.redis
-        if redis.url is None:
-            return None
+        """Run events reach Socket.IO rooms through Redis pub/sub when Redis is configured,
+        else through the cluster's kv-bus actor."""
+        from actors.kv_bus import open_cluster_kv
         from actors.workspace.realtime import KvRealtime
-        from state.kv import open_kv
 
-        return RealtimeRunSink(KvRealtime(open_kv(redis), origin=self._name))
+        namespace = ray.get_runtime_context().namespace
+        kv = open_cluster_kv(self._config.workspace.redis, namespace=namespace)
+        return RealtimeRunSink(KvRealtime(kv, origin=self._name))
 
     async def _host(self) -> AgentHostCore:
         if self._core is not None:

@@ -215,12 +215,14 @@ class WorkspaceHostShell:
         )
 
     def _realtime(self) -> Realtime | None:
-        if self._config.redis.url is None:
-            return None
+        """Live edits and file events reach every gateway replica: through Redis when
+        configured, else through the cluster's kv-bus actor."""
+        from actors.kv_bus import open_cluster_kv
         from actors.workspace.realtime import KvRealtime
-        from state.kv import open_kv
 
-        return KvRealtime(open_kv(self._config.redis), origin=self._name)
+        namespace = ray.get_runtime_context().namespace
+        kv = open_cluster_kv(self._config.redis, namespace=namespace)
+        return KvRealtime(kv, origin=self._name)
 
     # -- sandbox execution -----------------------------------------------------------------------
 

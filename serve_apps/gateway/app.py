@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -42,6 +42,7 @@ from serve_apps.gateway.services import (
     WorkspaceWriterFactory,
 )
 from serve_apps.gateway.socketio_server import SocketIOGateway
+from state.kv import KeyValueStore
 
 __all__ = ["build_app"]
 
@@ -54,6 +55,7 @@ def build_app(
     writer_factory: WorkspaceWriterFactory | None = None,
     llm_factory: LLMClientFactory | None = None,
     agent_factory: AgentClientFactory | None = None,
+    realtime_kv_factory: Callable[[], KeyValueStore] | None = None,
 ) -> FastAPI:
     """Return the ASGI app. Services open in its lifespan, so building it does no I/O.
 
@@ -62,6 +64,7 @@ def build_app(
     ``writer_factory`` builds the WorkspaceWriter (default: sessions hosted in this process).
     ``llm_factory`` builds the LLMClient (default: an in-process router from ``config.llm``).
     ``agent_factory`` builds the AgentClient (default: agent runs hosted in this process).
+    ``realtime_kv_factory`` carries the realtime channel without Redis (default: in-process).
     """
 
     @asynccontextmanager
@@ -74,6 +77,7 @@ def build_app(
                 writer_factory=writer_factory,
                 llm_factory=llm_factory,
                 agent_factory=agent_factory,
+                realtime_kv_factory=realtime_kv_factory,
             )
             install_realtime(services, socketio_gateway)
             # What startup loaded (routes, models, SDKs: hundreds of thousands of objects) lives

@@ -13,6 +13,7 @@ from ray import serve
 from ray.serve import Deployment
 
 from actors.agent.api import AgentClient
+from actors.kv_bus import RayKeyValueStore
 from actors.workspace.actor import HostConfig
 from actors.workspace.api import WorkspaceWriter
 from actors.workspace.ray_writer import RayWorkspaceWriter
@@ -22,6 +23,7 @@ from serve_apps.gateway.config import GatewayConfig
 from serve_apps.gateway.services import WriterContext
 from serve_apps.llm_router.client import ServeLLMClient
 from serve_apps.llm_router.ports import LLMClient
+from state.kv import KeyValueStore
 
 __all__ = ["Gateway", "GatewayReplica"]
 
@@ -103,7 +105,12 @@ class GatewayReplica:
             writer_factory=self._ray_writer,
             llm_factory=self._serve_llm,
             agent_factory=self._ray_agents,
+            realtime_kv_factory=self._cluster_kv,
         )
+
+    def _cluster_kv(self) -> KeyValueStore:
+        """Without Redis, the realtime channel crosses processes through the kv-bus actor."""
+        return RayKeyValueStore(self._namespace)
 
 
 # The replica class stays a plain class (importable and testable); this is its Serve shell.

@@ -178,15 +178,23 @@ class Services:
         writer_factory: WorkspaceWriterFactory | None = None,
         llm_factory: LLMClientFactory | None = None,
         agent_factory: AgentClientFactory | None = None,
+        realtime_kv_factory: Callable[[], KeyValueStore] | None = None,
     ) -> Services:
-        """Open every collaborator; ``stack`` closes them in reverse order."""
+        """Open every collaborator; ``stack`` closes them in reverse order.
+
+        ``realtime_kv_factory``: the transport of the realtime channel when no Redis is set and
+        the workspace hosts live in other processes (on Ray: the cluster's kv-bus actor)."""
         db = Database.from_settings(config.db)
         stack.push_async_callback(db.close)
         blobs = open_blob_store(config.blob)
         stack.push_async_callback(blobs.close)
         kv = open_kv(config.redis)
         stack.push_async_callback(kv.close)
-        realtime = await stack.enter_async_context(RealtimeHub(kv))
+        realtime_kv = kv
+        if config.redis.url is None and realtime_kv_factory is not None:
+            realtime_kv = realtime_kv_factory()
+            stack.push_async_callback(realtime_kv.close)
+        realtime = await stack.enter_async_context(RealtimeHub(realtime_kv))
         factory = writer_factory or local_workspace_writer
         context = WriterContext(config=config, db=db, blobs=blobs, stack=stack, realtime=realtime)
         writer = await factory(context)

@@ -1,4 +1,5 @@
-"""One behaviour contract for every KeyValueStore backend: in-process and a real Redis."""
+"""One behaviour contract for every KeyValueStore backend: in-process, a real Redis, and the
+kv-bus actor that carries the realtime channel across a Ray cluster's processes without Redis."""
 
 from __future__ import annotations
 
@@ -15,12 +16,22 @@ from state.settings import RedisSettings
 WINDOW_S = 0.3
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "ray"])
 async def kv(request: pytest.FixtureRequest) -> AsyncIterator[KeyValueStore]:
     store: KeyValueStore
     if request.param == "memory":
         store = open_kv(RedisSettings(url=None))
         assert isinstance(store, MemoryKeyValueStore)
+    elif request.param == "ray":
+        import ray
+
+        from actors.kv_bus import BUS_NAME, open_cluster_kv
+        from tests.harness.run import next_name
+
+        request.getfixturevalue("ray_address")
+        namespace = f"kv-{next_name()}"  # a bus of its own
+        store = open_cluster_kv(RedisSettings(url=None), namespace=namespace)
+        request.addfinalizer(lambda: ray.kill(ray.get_actor(BUS_NAME, namespace=namespace)))
     else:
         url: str = request.getfixturevalue("redis_url")
         prefix: str = request.getfixturevalue("redis_key_prefix")

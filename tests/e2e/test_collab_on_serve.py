@@ -1,8 +1,9 @@
 """Live collaboration through the deployed platform: Serve's HAProxy ingress on the real port.
 
 Python Yjs clients speak the y-websocket protocol to ``/collab/...`` and Socket.IO clients join the
-workspace room, all through what `vibecode up` runs (one gateway replica, no Redis); what they
-type is read back through the files API. test_collab_replicas_on_serve.py covers several
+workspace room, all through what `vibecode up` runs (one gateway replica, no Redis: the hosts
+reach the gateway through the cluster's kv-bus actor); what they type is read back through the
+files API, and what the files API writes reaches them live. test_collab_replicas_on_serve.py covers several
 replicas with Redis.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.harness.run import next_name
@@ -66,6 +68,19 @@ async def test_yjs_and_socketio_clients_edit_through_serve(platform: str) -> Non
         # The document becomes the file: the files API reads back what was typed.
         data = await wait_for_file(platform, owner.token, workspace, "notes.md", text)
         assert data == text.encode()
+
+        # Without Redis the workspace's host is still another process than the gateway: the
+        # room hears of the version (through the cluster's kv-bus), and a write through the
+        # files API (as the agent or a sandbox makes them) shows up in both open editors live.
+        await watcher.wait_for("files.changed", lambda d: "notes.md" in str(d))
+        auth = {"Authorization": f"Bearer {owner.token}"}
+        async with httpx.AsyncClient(base_url=platform, headers=auth, timeout=30) as http:
+            put = await http.put(
+                f"/api/workspaces/{workspace}/files/notes.md", content=data + b"written by API\n"
+            )
+            assert put.status_code == 200, put.text
+        for editor in editors:
+            await asyncio.wait_for(_until(lambda e=editor: e.text.endswith("by API\n")), 15)
     finally:
         for editor in editors:
             await editor.close()
