@@ -26,6 +26,7 @@ from actors.agent.host import AgentHostCore, run_limits
 from actors.agent.settings import AgentSettings
 from actors.agent.sink import RealtimeRunSink, RunEventSink
 from actors.agent.store import RunStore
+from actors.platform import platform_actor_options
 from actors.workspace.actor import HostConfig
 from actors.workspace.ray_writer import RayWorkspaceWriter
 from actors.workspace.reader import WorkspaceReader
@@ -158,14 +159,9 @@ class RayAgentClient:
         if cached is not None:
             return cached
         handle: ActorHandle[AgentHostShell] = AgentHost.options(  # type: ignore[assignment]
-            name=name,
-            namespace=self._namespace,
-            get_if_exists=True,
-            lifetime="detached",
-            max_restarts=-1,
-            max_task_retries=0,
-            num_cpus=0,
-            max_concurrency=HOST_MAX_CONCURRENCY,
+            **platform_actor_options(
+                name, namespace=self._namespace, max_concurrency=HOST_MAX_CONCURRENCY
+            )
         ).remote(name, self._config, self._namespace, self._setup_process)
         self._handles[name] = handle
         return handle

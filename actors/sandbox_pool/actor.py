@@ -24,6 +24,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.util import metrics
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.platform import platform_actor_options
 from actors.sandbox_pool.core import SandboxPoolCore
 from actors.sandbox_pool.lease import Lease, LeaseExpired, unavailable_detail
 from sandbox import (
@@ -181,15 +182,12 @@ def pool_handle(
 ) -> ActorHandle[SandboxPoolShell]:
     """The pool actor of ``node_id``, created there on first use."""
     handle: ActorHandle[SandboxPoolShell] = SandboxPool.options(  # type: ignore[assignment]
-        name=pool_name(node_id),
-        namespace=namespace,
-        get_if_exists=True,
-        lifetime="detached",
-        max_restarts=-1,
-        max_task_retries=0,
-        num_cpus=0,
-        max_concurrency=POOL_MAX_CONCURRENCY,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        **platform_actor_options(
+            pool_name(node_id),
+            namespace=namespace,
+            max_concurrency=POOL_MAX_CONCURRENCY,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+        )
     ).remote(settings, setup_process)
     return handle
 

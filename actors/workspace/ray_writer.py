@@ -12,6 +12,7 @@ import structlog
 from ray.actor import ActorHandle
 from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 
+from actors.platform import platform_actor_options
 from actors.workspace.actor import HostConfig, WorkspaceHost, WorkspaceHostShell
 from actors.workspace.api import (
     Author,
@@ -71,14 +72,9 @@ class RayWorkspaceWriter:
         if cached is not None:
             return cached
         handle: ActorHandle[WorkspaceHostShell] = WorkspaceHost.options(  # type: ignore[assignment]
-            name=name,
-            namespace=self._namespace,
-            get_if_exists=True,
-            lifetime="detached",
-            max_restarts=-1,
-            max_task_retries=0,
-            num_cpus=0,
-            max_concurrency=HOST_MAX_CONCURRENCY,
+            **platform_actor_options(
+                name, namespace=self._namespace, max_concurrency=HOST_MAX_CONCURRENCY
+            )
         ).remote(name, self._config, self._setup_process)
         self._handles[name] = handle
         return handle
