@@ -88,8 +88,7 @@ class AgentHostShell:
         from actors.kv_bus import open_cluster_kv
         from actors.workspace.realtime import KvRealtime
 
-        namespace = ray.get_runtime_context().namespace
-        kv = open_cluster_kv(self._config.workspace.redis, namespace=namespace)
+        kv = open_cluster_kv(self._config.workspace.redis, namespace=self._namespace)
         return RealtimeRunSink(KvRealtime(kv, origin=self._name))
 
     async def _host(self) -> AgentHostCore:

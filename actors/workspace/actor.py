@@ -68,11 +68,18 @@ class WorkspaceHostShell:
     """The actor class. Opens its core lazily on the first call (actor constructors are sync)."""
 
     def __init__(
-        self, name: str, config: HostConfig, setup_process: Callable[[], None] | None = None
+        self,
+        name: str,
+        config: HostConfig,
+        setup_process: Callable[[], None] | None = None,
+        *,
+        namespace: str | None = None,
     ) -> None:
+        """``namespace``: where this host's name lives (and so the kv-bus it publishes to)."""
         if setup_process is not None:
             setup_process()
         self._name = name
+        self._namespace = namespace
         self._config = config
         self._setup_process = setup_process
         self._core: WorkspaceHostCore | None = None
@@ -220,7 +227,7 @@ class WorkspaceHostShell:
         from actors.kv_bus import open_cluster_kv
         from actors.workspace.realtime import KvRealtime
 
-        namespace = ray.get_runtime_context().namespace
+        namespace = self._namespace or ray.get_runtime_context().namespace
         kv = open_cluster_kv(self._config.redis, namespace=namespace)
         return KvRealtime(kv, origin=self._name)
 

@@ -4,6 +4,7 @@ It also tells the workspace's room about every committed version (``files.change
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 import structlog
@@ -18,7 +19,6 @@ from actors.workspace.settings import WorkspaceSettings
 from collab.persistence import DocumentStore
 from state.blobs import BlobStore
 from state.db import Database
-from state.errors import StateError
 
 __all__ = ["LiveHost"]
 
@@ -65,11 +65,22 @@ class LiveHost:
         if realtime is None:
             return
         workspace_id = session.workspace_id
+        # The newest publish; each waits for the one before, so the room hears versions in order
+        # while the write that made them is acknowledged without waiting for the channel.
+        latest: list[asyncio.Task[None]] = []
+
+        async def publish(data: dict[str, object], before: asyncio.Task[None] | None) -> None:
+            if before is not None:
+                await asyncio.wait([before])
+            try:
+                await realtime.publish(workspace_id, "files.changed", data)
+            except Exception as exc:  # noqa: BLE001 - events are best effort; the version is durable
+                log.warning("collab.event_failed", workspace_id=workspace_id, error=str(exc))
 
         async def files_changed(
             changes: Mapping[str, Entry | None], _contents: Mapping[str, bytes], author: Author
         ) -> None:
-            data = {
+            data: dict[str, object] = {
                 "changes": [
                     {"path": path, "kind": "deleted" if entry is None else "written"}
                     for path, entry in changes.items()
@@ -77,10 +88,8 @@ class LiveHost:
                 "version": session.head_version,
                 "author": {"user_id": author.user_id, "kind": author.kind},
             }
-            try:
-                await realtime.publish(workspace_id, "files.changed", data)
-            except StateError as exc:  # Events are best effort; the version is durable.
-                log.warning("collab.event_failed", workspace_id=workspace_id, error=str(exc))
+            before = latest[0] if latest else None
+            latest[:] = [asyncio.create_task(publish(data, before))]
 
         session.commit_listeners.append(files_changed)
 

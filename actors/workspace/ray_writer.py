@@ -75,7 +75,7 @@ class RayWorkspaceWriter:
             **platform_actor_options(
                 name, namespace=self._namespace, max_concurrency=HOST_MAX_CONCURRENCY
             )
-        ).remote(name, self._config, self._setup_process)
+        ).remote(name, self._config, self._setup_process, namespace=self._namespace)
         self._handles[name] = handle
         return handle
 

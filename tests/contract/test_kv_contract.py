@@ -19,19 +19,17 @@ WINDOW_S = 0.3
 @pytest.fixture(params=["memory", "redis", "ray"])
 async def kv(request: pytest.FixtureRequest) -> AsyncIterator[KeyValueStore]:
     store: KeyValueStore
+    bus_namespace: str | None = None
     if request.param == "memory":
         store = open_kv(RedisSettings(url=None))
         assert isinstance(store, MemoryKeyValueStore)
     elif request.param == "ray":
-        import ray
-
-        from actors.kv_bus import BUS_NAME, open_cluster_kv
+        from actors.kv_bus import open_cluster_kv
         from tests.harness.run import next_name
 
         request.getfixturevalue("ray_address")
-        namespace = f"kv-{next_name()}"  # a bus of its own
-        store = open_cluster_kv(RedisSettings(url=None), namespace=namespace)
-        request.addfinalizer(lambda: ray.kill(ray.get_actor(BUS_NAME, namespace=namespace)))
+        bus_namespace = f"kv-{next_name()}"  # a bus of its own
+        store = open_cluster_kv(RedisSettings(url=None), namespace=bus_namespace)
     else:
         url: str = request.getfixturevalue("redis_url")
         prefix: str = request.getfixturevalue("redis_key_prefix")
@@ -42,6 +40,12 @@ async def kv(request: pytest.FixtureRequest) -> AsyncIterator[KeyValueStore]:
         yield store
     finally:
         await store.close()
+        if bus_namespace is not None:
+            import ray
+
+            from actors.kv_bus import BUS_NAME
+
+            ray.kill(ray.get_actor(BUS_NAME, namespace=bus_namespace))
 
 
 async def test_rate_limit_allows_limit_then_denies_then_recovers(kv: KeyValueStore) -> None:

@@ -18,6 +18,7 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     import ray
 
+    from actors.kv_bus import RayKeyValueStore
     from actors.workspace.actor import HostConfig
     from actors.workspace.api import WorkspaceWriter
     from actors.workspace.ray_writer import RayWorkspaceWriter
@@ -41,7 +42,12 @@ def main() -> None:
         )
         return RayWorkspaceWriter(host_config, namespace=spec["namespace"])
 
-    app = build_app(config, writer_factory=ray_writer)
+    # As the Serve deployment does: without Redis the realtime channel is the kv-bus actor.
+    app = build_app(
+        config,
+        writer_factory=ray_writer,
+        realtime_kv_factory=lambda: RayKeyValueStore(spec["namespace"]),
+    )
     uvicorn.run(
         app, host="127.0.0.1", port=spec["port"], log_level="warning", ws="websockets-sansio"
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actors.kv_bus import RayKeyValueStore
 from actors.workspace.actor import HostConfig
 from actors.workspace.api import WorkspaceWriter
 from actors.workspace.directory import owner_of
@@ -88,7 +89,12 @@ async def test_the_workspace_host_killed_mid_edit_loses_no_acknowledged_edit(
         writers.append(writer)
         return writer
 
-    with serve_in_thread(build_app(config, writer_factory=ray_writer)) as base_url:
+    app = build_app(
+        config,
+        writer_factory=ray_writer,
+        realtime_kv_factory=lambda: RayKeyValueStore(namespace),  # as the Serve deployment
+    )
+    with serve_in_thread(app) as base_url:
         owner = register(base_url, f"{next_name()}@example.com")
         workspace_id = create_workspace(base_url, owner.token)
         clients = [YClient(base_url, workspace_id, "main.py", owner.token) for _ in range(3)]
