@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -47,17 +48,53 @@ def _free_port() -> int:
         return port
 
 
+# Under HAProxy each replica serves HTTP (and gRPC) itself, on a port Serve hands out from a
+# range, 30000-31000 (40000-41000) by default, bound with SO_REUSEPORT. Two clusters on one
+# machine would both start at 30000, and the kernel would then spread one platform's requests
+# over both platforms' replicas. Each local cluster gets its own free block instead, between
+# Serve's default range (which any other Serve on the machine uses) and the kernel's ephemeral
+# ports (32768-60999, so no outgoing connection takes one of them).
+REPLICA_PORT_BLOCK = 32
+_REPLICA_PORT_SPACE = (31008, 32768)
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            # No SO_REUSEPORT here: a bind fails while anyone listens on (or holds) the port.
+            sock.bind(("0.0.0.0", port))  # noqa: S104 (a probe: never listens)
+        except OSError:
+            return True
+    return False
+
+
+def free_port_blocks(count: int, *, size: int = REPLICA_PORT_BLOCK) -> list[int]:
+    """First ports of ``count`` distinct blocks of ``size`` ports, every port free right now."""
+    low, high = _REPLICA_PORT_SPACE
+    starts = list(range(low, high - size + 1, size))
+    random.shuffle(starts)
+    chosen: list[int] = []
+    for start in starts:
+        if not any(_port_taken(port) for port in range(start, start + size)):
+            chosen.append(start)
+            if len(chosen) == count:
+                return chosen
+    raise RuntimeError(f"no {count} free blocks of {size} ports in {low}-{high - 1}")
+
+
 def haproxy_environment(base_dir: Path) -> dict[str, str]:
     """Environment that enables Serve's HAProxy ingress with private paths and free ports.
 
-    Serve's defaults put HAProxy's config and admin socket under /tmp/haproxy-serve and its stats
-    and metrics on fixed ports, so two platforms on one machine (say ``make up`` and the test
-    suite) would overwrite each other. Return an empty dict when ``haproxy`` is not installed.
+    Serve's defaults put HAProxy's config and admin socket under /tmp/haproxy-serve, its stats
+    and metrics on fixed ports and every cluster's replicas on the same port range, so two
+    platforms on one machine (say ``make up`` and the test suite) would overwrite each other
+    and answer each other's requests. Return an empty dict when ``haproxy`` is not installed.
     """
     binary = shutil.which("haproxy")
     if binary is None:
         return {}
     base_dir.mkdir(parents=True, exist_ok=True)
+    http, grpc = free_port_blocks(2)
     return {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
         "RAY_SERVE_HAPROXY_BINARY_PATH": binary,
@@ -67,6 +104,10 @@ def haproxy_environment(base_dir: Path) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base_dir / "server-state"),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(http),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(http + REPLICA_PORT_BLOCK - 1),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_GRPC_PORT": str(grpc),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_GRPC_PORT": str(grpc + REPLICA_PORT_BLOCK - 1),
     }
 
 

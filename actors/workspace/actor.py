@@ -188,12 +188,18 @@ class WorkspaceHostShell:
         author: Author,
         message: str,
         replace_all: bool = False,
+        modes: dict[str, int] | None = None,
     ) -> VersionInfo:
         host = await self._host()
         return await self._timed(
             "batch",
             host.apply_batch(
-                workspace_id, files, author=author, message=message, replace_all=replace_all
+                workspace_id,
+                files,
+                author=author,
+                message=message,
+                replace_all=replace_all,
+                modes=modes,
             ),
         )
 

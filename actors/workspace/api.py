@@ -229,10 +229,13 @@ class WorkspaceWriter(Protocol):
         author: Author,
         message: str,
         replace_all: bool = False,
+        modes: dict[str, int] | None = None,
     ) -> VersionInfo:
         """Write (bytes) and delete (None) several files as one version.
 
         ``replace_all`` makes the batch the complete file set (files not named are deleted).
+        ``modes`` gives written files their mode (executable or not, as git keeps it); a file
+        not named there keeps its mode (0o644 if new).
         """
         ...
 

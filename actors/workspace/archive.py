@@ -4,6 +4,9 @@ Reading trusts nothing in the archive: every member path passes ``validate_path`
 special files, encrypted members and duplicate paths are refused; sizes are checked against the
 declared sizes first and then against the bytes actually inflated (a zip bomb can lie about its
 declared sizes), so no more than the limits is ever held in memory.
+
+Modes travel as git keeps them, executable or not: a download stores each file's mode (so
+``unzip`` restores ``+x``), an upload takes it from members that carry a Unix mode.
 """
 
 from __future__ import annotations
@@ -13,21 +16,42 @@ import stat
 import zipfile
 import zlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from actors.workspace.api import InvalidArchive, QuotaExceeded, WorkspaceError
+from actors.workspace.manifest import file_mode
 from actors.workspace.paths import validate_path
 
-__all__ = ["read_zip", "write_zip"]
+__all__ = ["UnpackedZip", "read_zip", "unpack_zip", "write_zip"]
 
 _CHUNK_BYTES = 64 * 1024
 # Fixed timestamps make the archive of a version byte-for-byte reproducible.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+@dataclass(slots=True)
+class UnpackedZip:
+    """The files of an archive (path -> bytes) and the modes (``file_mode``) of those members
+    that carry a Unix mode; archives made elsewhere (say, on Windows) carry none."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
+
+
 def read_zip(
     data: bytes, *, max_files: int, max_total_bytes: int, max_file_bytes: int
 ) -> dict[str, bytes]:
-    """Unpack ``data`` into path -> bytes; directories are skipped.
+    """The files of ``unpack_zip``, path -> bytes."""
+    unpacked = unpack_zip(
+        data, max_files=max_files, max_total_bytes=max_total_bytes, max_file_bytes=max_file_bytes
+    )
+    return unpacked.files
+
+
+def unpack_zip(
+    data: bytes, *, max_files: int, max_total_bytes: int, max_file_bytes: int
+) -> UnpackedZip:
+    """Unpack ``data`` into its files and their modes; directories are skipped.
 
     Raises ``InvalidArchive`` for anything malformed or unsafe, ``QuotaExceeded`` when a member,
     the total or the number of files is over its limit.
@@ -39,16 +63,19 @@ def read_zip(
     with archive:
         members = [info for info in archive.infolist() if not info.is_dir()]
         _check_declared(members, max_files, max_total_bytes, max_file_bytes)
-        files: dict[str, bytes] = {}
+        unpacked = UnpackedZip()
         total = 0
         for info in members:
             path = _member_path(info)
-            if path in files:
+            if path in unpacked.files:
                 raise InvalidArchive(f"the archive holds {path!r} twice")
             content = _inflate(archive, info, min(max_file_bytes, max_total_bytes - total))
             total += len(content)
-            files[path] = content
-    return files
+            unpacked.files[path] = content
+            permissions = stat.S_IMODE(info.external_attr >> 16)
+            if info.create_system == 3 and permissions:
+                unpacked.modes[path] = file_mode(permissions)
+    return unpacked
 
 
 def write_zip(files: Iterable[tuple[str, bytes, int]]) -> bytes:
@@ -59,7 +86,7 @@ def write_zip(files: Iterable[tuple[str, bytes, int]]) -> bytes:
             info = zipfile.ZipInfo(path, date_time=_ZIP_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, so that external_attr carries the mode.
-            info.external_attr = (stat.S_IFREG | (mode & 0o777)) << 16
+            info.external_attr = (stat.S_IFREG | file_mode(mode)) << 16
             archive.writestr(info, content)
     return buffer.getvalue()
 

@@ -175,10 +175,13 @@ class WorkspaceHostCore:
         author: Author,
         message: str,
         replace_all: bool = False,
+        modes: Mapping[str, int] | None = None,
     ) -> VersionInfo:
         return await self._call(
             workspace_id,
-            lambda s: s.apply_batch(files, author=author, message=message, replace_all=replace_all),
+            lambda s: s.apply_batch(
+                files, author=author, message=message, replace_all=replace_all, modes=modes
+            ),
         )
 
     async def restore(self, workspace_id: str, version: int, *, author: Author) -> VersionInfo:

@@ -53,9 +53,15 @@ class LocalWorkspaceWriter:
         author: Author,
         message: str,
         replace_all: bool = False,
+        modes: dict[str, int] | None = None,
     ) -> VersionInfo:
         return await self.host.apply_batch(
-            workspace_id, files, author=author, message=message, replace_all=replace_all
+            workspace_id,
+            files,
+            author=author,
+            message=message,
+            replace_all=replace_all,
+            modes=modes,
         )
 
     async def restore(self, workspace_id: str, version: int, *, author: Author) -> VersionInfo:

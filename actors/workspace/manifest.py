@@ -12,9 +12,16 @@ from dataclasses import dataclass
 
 from actors.workspace.api import Change
 
-__all__ = ["DEFAULT_MODE", "Entry", "Manifest", "diff_manifests"]
+__all__ = ["DEFAULT_MODE", "EXECUTABLE_MODE", "Entry", "Manifest", "diff_manifests", "file_mode"]
 
 DEFAULT_MODE = 0o644
+EXECUTABLE_MODE = 0o755
+
+
+def file_mode(permissions: int) -> int:
+    """The mode a version records for a file with ``permissions``: like git, only whether it is
+    executable (any x bit) is kept, so setuid bits or a sandbox's umask never get versioned."""
+    return EXECUTABLE_MODE if permissions & 0o111 else DEFAULT_MODE
 
 
 @dataclass(frozen=True, slots=True)

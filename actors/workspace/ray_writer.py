@@ -188,6 +188,7 @@ class RayWorkspaceWriter:
         author: Author,
         message: str,
         replace_all: bool = False,
+        modes: dict[str, int] | None = None,
     ) -> VersionInfo:
         result: VersionInfo = await self._call(
             self._owner(workspace_id),
@@ -197,6 +198,7 @@ class RayWorkspaceWriter:
             author=author,
             message=message,
             replace_all=replace_all,
+            modes=modes,
             retry=False,
         )
         return result

@@ -42,7 +42,7 @@ from actors.workspace.api import (
 )
 from actors.workspace.bounded import map_bounded
 from actors.workspace.history import load_manifest, load_version_info
-from actors.workspace.manifest import DEFAULT_MODE, Entry, Manifest, diff_manifests
+from actors.workspace.manifest import DEFAULT_MODE, Entry, Manifest, diff_manifests, file_mode
 from actors.workspace.paths import validate_path
 from actors.workspace.preconditions import check_file_size, check_if_match, check_limits
 from actors.workspace.session_sandbox import NO_SANDBOXES, SandboxOperations
@@ -266,7 +266,9 @@ class WorkspaceSession(SandboxOperations):
         author: Author,
         message: str,
         replace_all: bool = False,
+        modes: Mapping[str, int] | None = None,
     ) -> VersionInfo:
+        modes = modes or {}
         contents: dict[str, bytes] = {}
         deletions: list[str] = []
         for raw, data in files.items():
@@ -286,9 +288,13 @@ class WorkspaceSession(SandboxOperations):
                 changes.update(dict.fromkeys(p for p in self._manifest if p not in contents))
             for path, data in contents.items():
                 current = self._manifest.get(path)
-                if current is None or current.sha256 != hashes[path]:
+                if path in modes:
+                    mode = file_mode(modes[path])
+                else:
                     mode = current.mode if current else DEFAULT_MODE
-                    changes[path] = Entry(hashes[path], len(data), mode)
+                entry = Entry(hashes[path], len(data), mode)
+                if entry != current:
+                    changes[path] = entry
             return await self._commit(changes, contents, author=author, message=message)
 
     async def restore(self, version: int, *, author: Author) -> VersionInfo:
@@ -453,7 +459,8 @@ class WorkspaceSession(SandboxOperations):
 
     async def _materialize(self) -> None:
         manifest = {path: entry.sha256 for path, entry in self._manifest.items()}
-        await self.tree.materialize(manifest, self._blobs.get)
+        modes = {path: entry.mode for path, entry in self._manifest.items()}
+        await self.tree.materialize(manifest, self._blobs.get, modes)
         self.tree.write_head(self._head)
         self._tree_stale = False
 

@@ -13,7 +13,7 @@ import shlex
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import anyio.to_thread
 import structlog
@@ -47,7 +47,7 @@ from sandbox import (
 )
 from state.errors import StateError
 
-__all__ = ["NO_SANDBOXES", "SandboxOperations"]
+__all__ = ["NO_SANDBOXES", "SandboxOperations", "SessionHooks"]
 
 log = structlog.get_logger("actors.workspace")
 
@@ -59,24 +59,16 @@ _KILL_SETTLE_S = 2.0
 _LEASE_GONE = (LeaseExpired, SandboxCrashed, SandboxNotFound)
 
 
-class SandboxOperations:
-    """Mixin of ``WorkspaceSession``: what it needs from the session is declared here."""
-
-    workspace_id: str
-    tree: WorkingTree
-    sandboxes: SandboxLeaser
-    sandbox_used_monotonic: float
-    _lease: Lease | None
-    _process_tokens: dict[str, str]
-    _manifest: Manifest
-    _settings: WorkspaceSettings
+class SessionHooks(Protocol):
+    """What ``SandboxOperations`` calls on the session it is mixed into: its write lock and
+    its commit. A session that lacks one is abstract to mypy."""
 
     @property
     def busy(self) -> bool:
-        raise NotImplementedError
+        """True while a change waits for or holds the write lock."""
 
     def _exclusive(self) -> AbstractAsyncContextManager[None]:
-        raise NotImplementedError
+        """Hold the session's write lock."""
 
     async def _commit(
         self,
@@ -88,7 +80,21 @@ class SandboxOperations:
         restored_from: int | None = None,
         update_tree: bool = True,
     ) -> VersionInfo:
-        raise NotImplementedError
+        """Make ``changes`` one durable version (the lock is held)."""
+
+
+class SandboxOperations(SessionHooks):
+    """Mixin of ``WorkspaceSession``: the session's state it uses is declared here, the
+    session's operations it calls in ``SessionHooks``."""
+
+    workspace_id: str
+    tree: WorkingTree
+    sandboxes: SandboxLeaser
+    sandbox_used_monotonic: float
+    _lease: Lease | None
+    _process_tokens: dict[str, str]
+    _manifest: Manifest
+    _settings: WorkspaceSettings
 
     @property
     def holds_sandbox(self) -> bool:

@@ -30,6 +30,7 @@ import anyio.to_thread
 
 from actors.workspace.api import FileNotFoundInWorkspace, InvalidPath, WorkspaceError
 from actors.workspace.bounded import map_bounded
+from actors.workspace.manifest import DEFAULT_MODE, file_mode
 from actors.workspace.paths import validate_path
 
 __all__ = ["TreeHead", "TreeScan", "WorkingTree"]
@@ -52,9 +53,11 @@ class TreeHead:
 
 @dataclass(slots=True)
 class TreeScan:
-    """Regular files (path -> (size, sha256)) and everything skipped, with the reason."""
+    """Regular files (path -> (size, sha256)), their modes as a version records them
+    (``file_mode``), and everything skipped, with the reason."""
 
     files: dict[str, tuple[int, str]] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -86,7 +89,7 @@ class WorkingTree:
 
     # --- single files ---------------------------------------------------------------------------
 
-    def write(self, path: str, data: bytes, mode: int = 0o644) -> None:
+    def write(self, path: str, data: bytes, mode: int = DEFAULT_MODE) -> None:
         """Make ``path`` hold ``data``, replacing (never following) anything in the way."""
         *parents, name = validate_path(path).split("/")
         with self._walk(parents, create=True) as fds:
@@ -141,22 +144,32 @@ class WorkingTree:
         return result
 
     async def materialize(
-        self, manifest: Mapping[str, str], fetch: Callable[[str], Awaitable[bytes]]
+        self,
+        manifest: Mapping[str, str],
+        fetch: Callable[[str], Awaitable[bytes]],
+        modes: Mapping[str, int] | None = None,
     ) -> None:
-        """Make the tree hold exactly ``manifest`` (path -> sha256), fetching missing content.
+        """Make the tree hold exactly ``manifest`` (path -> sha256), fetching missing content;
+        files get their mode from ``modes`` (``DEFAULT_MODE`` for paths not in it).
 
-        Files whose content already matches are kept; everything else (stale files, symlinks,
-        special files, leftovers of interrupted writes, empty directories) is removed.
+        Files whose content and mode already match are kept; everything else (stale files,
+        symlinks, special files, leftovers of interrupted writes, empty directories) is removed.
         """
+        modes = modes or {}
         self.clear_head()
         await anyio.to_thread.run_sync(self._ensure_root)
         scan = await anyio.to_thread.run_sync(self.scan)
-        missing = [p for p, sha in manifest.items() if scan.files.get(p, (0, ""))[1] != sha]
+        missing = [
+            path
+            for path, sha in manifest.items()
+            if scan.files.get(path, (0, ""))[1] != sha
+            or scan.modes.get(path) != modes.get(path, DEFAULT_MODE)
+        ]
         for start in range(0, len(missing), _MATERIALIZE_BATCH):
             batch = missing[start : start + _MATERIALIZE_BATCH]
             datas = await map_bounded(fetch, [manifest[path] for path in batch])
             contents = dict(zip(batch, datas, strict=True))
-            await anyio.to_thread.run_sync(self._write_many, contents)
+            await anyio.to_thread.run_sync(self._write_many, contents, modes)
         await anyio.to_thread.run_sync(self._prune, set(manifest))
 
     def _ensure_root(self) -> None:
@@ -164,9 +177,9 @@ class WorkingTree:
             self.root.unlink()
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def _write_many(self, contents: Mapping[str, bytes]) -> None:
+    def _write_many(self, contents: Mapping[str, bytes], modes: Mapping[str, int]) -> None:
         for path, data in contents.items():
-            self.write(path, data)
+            self.write(path, data, modes.get(path, DEFAULT_MODE))
 
     def _prune(self, keep: set[str]) -> None:
         root_fd = os.open(self.root, _DIR_FLAGS)
@@ -297,10 +310,13 @@ def _scan_dir(dir_fd: int, prefix: str, result: TreeScan) -> None:
             if hashed is None:
                 result.skipped.append((path, "replaced while scanning"))
             else:
-                result.files[path] = hashed
+                size, sha256, mode = hashed
+                result.files[path] = (size, sha256)
+                result.modes[path] = mode
 
 
-def _hash_at(dir_fd: int, name: str) -> tuple[int, str] | None:
+def _hash_at(dir_fd: int, name: str) -> tuple[int, str, int] | None:
+    """Size, sha256 and ``file_mode`` of the regular file ``name``; None if it is not one."""
     try:
         fd = os.open(
             name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd
@@ -316,7 +332,7 @@ def _hash_at(dir_fd: int, name: str) -> tuple[int, str] | None:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
             size += len(chunk)
-    return size, digest.hexdigest()
+    return size, digest.hexdigest(), file_mode(info.st_mode)
 
 
 def _prune_dir(dir_fd: int, prefix: str, keep: set[str]) -> bool:

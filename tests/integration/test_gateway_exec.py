@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from serve_apps.gateway.services import Services
 from tests.integration.gateway_client import (
     assert_problem,
     bearer,
@@ -79,6 +81,28 @@ def test_exec_runs_the_templates_tests_and_versions_written_files(
     # A file written through the files API is what the next command sees.
     client.put(f"/api/workspaces/{ws}/files/in.txt", content=b"from the API", headers=ada)
     assert run(client, ada, ws, command="cat in.txt")["stdout"] == "from the API"
+
+
+def test_a_script_made_executable_by_a_command_runs_after_the_tree_is_rebuilt(
+    client: TestClient, ada: dict[str, str], tmp_path: Path
+) -> None:
+    ws = workspace(client, ada, "blank")
+    made = run(client, ada, ws, command="printf '#!/bin/sh\\necho ran\\n' > run.sh")
+    assert made["files_changed"] == ["run.sh"]
+    made = run(client, ada, ws, command="chmod +x run.sh")
+    assert made["files_changed"] == ["run.sh"]  # The mode alone is a change.
+    listing = client.get(f"/api/workspaces/{ws}/files", headers=ada).json()["items"]
+    assert {item["path"]: item["executable"] for item in listing} == {
+        "README.md": False,
+        "run.sh": True,
+    }
+    # The session unloads and its working tree is lost: the next command runs on a tree
+    # rebuilt from durable state.
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    client.portal.call(services.writer.close, ws)
+    shutil.rmtree(tmp_path / "trees" / ws)
+    ran = run(client, ada, ws, command="./run.sh")
+    assert (ran["exit_code"], ran["stdout"]) == (0, "ran\n"), ran["stderr"]
 
 
 def test_failures_timeouts_and_quota_are_answers(client: TestClient, ada: dict[str, str]) -> None:

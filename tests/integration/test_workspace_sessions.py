@@ -10,6 +10,7 @@ import asyncio
 import os
 import pickle
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from actors.workspace import (
     purge_deleted_workspaces,
     read_zip,
 )
+from actors.workspace.archive import unpack_zip
 from actors.workspace.tree import WorkingTree
 from state.blobs.local import LocalBlobStore
 from state.blobs.protocol import digest_of
@@ -319,6 +321,78 @@ async def test_archive_round_trip(
     assert read_zip(archive, **limits) == files
     other = await host.apply_batch(ws, {"x": b"later"}, author=me, message="later")
     assert read_zip(await reader.archive(ws, version=other.number - 1), **limits) == files
+
+
+def run_script(path: Path) -> bytes:
+    """Run ``path`` as ``./script`` would: refused unless the file is executable."""
+    return subprocess.run([path], cwd=path.parent, capture_output=True, check=True).stdout
+
+
+async def test_chmod_in_the_tree_is_versioned_and_survives_unload_restore_and_zip(
+    host: WorkspaceHostCore,
+    reader: WorkspaceReader,
+    database: Database,
+    user_id: str,
+    ws: str,
+    me: Author,
+    settings: WorkspaceSettings,
+) -> None:
+    script = b"#!/bin/sh\necho ran\n"
+    await host.write_file(ws, "run.sh", script, if_match=None, author=me)
+    tree_root = Path(settings.trees_dir or "") / ws
+    # What ``chmod +x run.sh`` and a new executable do in a sandbox (the tree is its /workspace).
+    (tree_root / "run.sh").chmod(0o775)
+    (tree_root / "tool").write_bytes(script)
+    (tree_root / "tool").chmod(0o4700)
+    report = await host.sync(ws, author=me)
+    assert report.version == 2
+    assert report.files_changed == ("run.sh", "tool")
+    assert {f.path: f.mode for f in await reader.list_files(ws)} == {
+        "run.sh": 0o755,
+        "tool": 0o755,  # Only the x bit is versioned, never setuid.
+    }
+    assert [(c.path, c.kind) for c in (await reader.get_version(ws, 2)).changes] == [
+        ("run.sh", "modified"),
+        ("tool", "added"),
+    ]
+    assert (await host.sync(ws, author=me)).version is None  # Nothing changed since.
+
+    # Unloaded and its working tree lost: the tree is rebuilt from durable state.
+    await host.close(ws)
+    shutil.rmtree(tree_root)
+    await host.session(ws)
+    assert run_script(tree_root / "run.sh") == b"ran\n"
+    assert run_script(tree_root / "tool") == b"ran\n"
+
+    # ``chmod -x`` alone is a version too; restoring the earlier one makes it executable again.
+    (tree_root / "run.sh").chmod(0o644)
+    assert (await host.sync(ws, author=me)).files_changed == ("run.sh",)
+    with pytest.raises(PermissionError):
+        run_script(tree_root / "run.sh")
+    await host.restore(ws, 2, author=me)
+    assert run_script(tree_root / "run.sh") == b"ran\n"
+
+    # A tree whose modes drifted (same bytes) is corrected when the session reopens on it.
+    await host.close(ws)
+    (tree_root / "tool").chmod(0o644)
+    WorkingTree(tree_root).clear_head()
+    await host.session(ws)
+    assert run_script(tree_root / "tool") == b"ran\n"
+
+    # A download uploaded into another workspace keeps +x.
+    archive = await reader.archive(ws)
+    other = await new_workspace(database, user_id, "copy")
+    unpacked = unpack_zip(archive, max_files=10, max_total_bytes=10**6, max_file_bytes=10**6)
+    files = dict[str, bytes | None](unpacked.files)
+    await host.apply_batch(other, files, author=me, message="upload", modes=unpacked.modes)
+    assert {f.path: f.mode for f in await reader.list_files(other)} == {
+        "run.sh": 0o755,
+        "tool": 0o755,
+    }
+    assert run_script(Path(settings.trees_dir or "") / other / "tool") == b"ran\n"
+    # Without modes (an archive made on Windows, or an agent's batch) a file keeps its mode.
+    await host.apply_batch(other, {"tool": b"#!/bin/sh\necho v2\n"}, author=me, message="v2")
+    assert run_script(Path(settings.trees_dir or "") / other / "tool") == b"v2\n"
 
 
 async def test_twenty_concurrent_writers_lose_nothing(

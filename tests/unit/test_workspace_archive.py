@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from actors.workspace.api import InvalidArchive, QuotaExceeded
-from actors.workspace.archive import read_zip, write_zip
+from actors.workspace.archive import read_zip, unpack_zip, write_zip
 
 LIMITS = {"max_files": 10, "max_total_bytes": 1_000_000, "max_file_bytes": 100_000}
 
@@ -36,6 +36,26 @@ def test_write_zip_is_reproducible_and_keeps_modes() -> None:
     assert first == second
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
         assert (archive.getinfo("run.sh").external_attr >> 16) & 0o777 == 0o755
+    assert unpack_zip(first, **LIMITS).modes == {"run.sh": 0o755, "a.txt": 0o644}
+
+
+def test_an_upload_keeps_only_whether_a_member_is_executable() -> None:
+    def member(name: str, *, unix_mode: int | None) -> zipfile.ZipInfo:
+        info = zipfile.ZipInfo(name)
+        info.create_system = 0 if unix_mode is None else 3
+        info.external_attr = 0 if unix_mode is None else (stat.S_IFREG | unix_mode) << 16
+        return info
+
+    data = _zip(
+        (member("build.sh", unix_mode=0o700), b"#!/bin/sh\n"),
+        (member("suid", unix_mode=0o4777), b"x"),
+        (member("notes.txt", unix_mode=0o664), b"n"),
+        (member("from-windows.txt", unix_mode=None), b"w"),
+    )
+    unpacked = unpack_zip(data, **LIMITS)
+    assert set(unpacked.files) == {"build.sh", "suid", "notes.txt", "from-windows.txt"}
+    # No setuid or group-write bits get in; a member without a Unix mode names none.
+    assert unpacked.modes == {"build.sh": 0o755, "suid": 0o755, "notes.txt": 0o644}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,26 @@ async def test_materialize_makes_the_tree_match_exactly(tree: WorkingTree, outsi
     assert sorted(os.listdir(tree.root)) == ["change.txt", "keep.txt", "n"]
     assert sorted(fetched) == sorted([_sha(b"two"), _sha(b"new")])  # keep.txt already matched.
     assert sorted(os.listdir(outside)) == ["secret.txt"]
+
+
+async def test_scan_and_materialize_keep_the_executable_bit(tree: WorkingTree) -> None:
+    tree.write("run.sh", b"#!/bin/sh\n", 0o755)
+    tree.write("notes.txt", b"n")
+    os.chmod(tree.root / "notes.txt", 0o4711)  # As ``chmod`` in a sandbox could.
+    assert tree.scan().modes == {"run.sh": 0o755, "notes.txt": 0o755}
+
+    fetched: list[str] = []
+
+    async def fetch(digest: str) -> bytes:
+        fetched.append(digest)
+        return {_sha(b"#!/bin/sh\n"): b"#!/bin/sh\n", _sha(b"n"): b"n"}[digest]
+
+    manifest = {"run.sh": _sha(b"#!/bin/sh\n"), "notes.txt": _sha(b"n")}
+    await tree.materialize(manifest, fetch, {"run.sh": 0o755})
+    # Same bytes, other mode: rewritten with the recorded mode (0o644 when none is given).
+    assert fetched == [_sha(b"n")]
+    assert stat.S_IMODE(os.stat(tree.root / "run.sh").st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(tree.root / "notes.txt").st_mode) == 0o644
 
 
 async def test_materialize_from_nothing_and_the_sidecar(tree: WorkingTree) -> None:

@@ -47,33 +47,36 @@ def require_scope(principal: Principal, *, write: bool) -> None:
     raise PermissionDenied(f"This API key lacks the {scope!r} scope.")
 
 
+def _require_role(role: str, *, write: bool) -> None:
+    """Raise ``PermissionDenied`` unless ``role`` may change files (``write``) or read them."""
+    if write and not can(role, "edit"):
+        raise PermissionDenied("Your role in this workspace is read-only.")
+    if not write and not can(role, "read"):
+        raise PermissionDenied("Your role in this workspace does not allow reading it.")
+
+
 async def _member_record(
-    request: Request, workspace_id: str, principal: Principal, services: ServicesDep
+    workspace_id: str, principal: Principal, services: ServicesDep, *, write: bool
 ) -> WorkspaceRecord:
-    """The workspace as the caller sees it (its head version, name ... as of now)."""
-    return await services.catalog.get_for(principal.user.id, workspace_id)
+    """The workspace as the caller sees it (its head version, name ... as of now), checked."""
+    require_scope(principal, write=write)
+    record = await services.catalog.get_for(principal.user.id, workspace_id)
+    _require_role(record.role, write=write)
+    return record
 
 
 async def readable_workspace(
-    workspace_id: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
+    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> WorkspaceRecord:
     """The workspace, if the caller is a member; ``WorkspaceNotFound`` (404) otherwise."""
-    require_scope(principal, write=False)
-    record = await _member_record(request, workspace_id, principal, services)
-    if not can(record.role, "read"):
-        raise PermissionDenied("Your role in this workspace does not allow reading it.")
-    return record
+    return await _member_record(workspace_id, principal, services, write=False)
 
 
 async def writable_workspace(
-    workspace_id: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
+    workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> WorkspaceRecord:
     """As ``readable_workspace``, and the caller's role may change files (403 for viewers)."""
-    require_scope(principal, write=True)
-    record = await _member_record(request, workspace_id, principal, services)
-    if not can(record.role, "edit"):
-        raise PermissionDenied("Your role in this workspace is read-only.")
-    return record
+    return await _member_record(workspace_id, principal, services, write=True)
 
 
 async def readable_workspace_id(
@@ -81,18 +84,18 @@ async def readable_workspace_id(
 ) -> str:
     """As ``readable_workspace``, for handlers that need only the id (no record is loaded)."""
     require_scope(principal, write=False)
-    if not can(await services.roles.role_of(principal.user.id, workspace_id), "read"):
-        raise PermissionDenied("Your role in this workspace does not allow reading it.")
+    _require_role(await services.roles.role_of(principal.user.id, workspace_id), write=False)
     return workspace_id
 
 
 async def writable_workspace_id(
     workspace_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> str:
-    """As ``writable_workspace``, for handlers that need only the id (no record is loaded)."""
+    """As ``writable_workspace``, for handlers that need only the id (no record is loaded).
+
+    Every file write runs this, so it awaits only the cached role (no helper coroutine)."""
     require_scope(principal, write=True)
-    if not can(await services.roles.role_of(principal.user.id, workspace_id), "edit"):
-        raise PermissionDenied("Your role in this workspace is read-only.")
+    _require_role(await services.roles.role_of(principal.user.id, workspace_id), write=True)
     return workspace_id
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from actors.workspace.api import FileInfo, QuotaExceeded
-from actors.workspace.archive import read_zip
+from actors.workspace.archive import unpack_zip
 from actors.workspace.paths import validate_path
 from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
 from serve_apps.gateway.middleware import UploadRoute
@@ -65,6 +65,7 @@ class FileOut(BaseModel):
     size: int
     sha256: str
     modified_at: str
+    executable: bool
 
     @classmethod
     def of(cls, info: FileInfo) -> FileOut:
@@ -73,6 +74,7 @@ class FileOut(BaseModel):
             size=info.size,
             sha256=info.sha256,
             modified_at=info.modified_at.isoformat(),
+            executable=bool(info.mode & 0o111),
         )
 
 
@@ -291,19 +293,21 @@ async def upload_archive(
     settings = services.workspace_settings
     data = await read_body_capped(request, settings.max_upload_bytes, what="archive")
     # Inflating is CPU work on up to the workspace quota: keep it off the event loop.
-    files = await anyio.to_thread.run_sync(
+    unpacked = await anyio.to_thread.run_sync(
         functools.partial(
-            read_zip,
+            unpack_zip,
             data,
             max_files=settings.max_files,
             max_total_bytes=settings.max_workspace_bytes,
             max_file_bytes=settings.max_file_bytes,
         )
     )
+    files = unpacked.files
     version = await services.writer.apply_batch(
         workspace_id,
         dict[str, bytes | None](files),
         author=author_of(principal, request),
         message=f"Uploaded an archive of {len(files)} files",
+        modes=unpacked.modes,
     )
     return UploadOut(version=version.number, files=len(files))

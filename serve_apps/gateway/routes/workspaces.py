@@ -9,6 +9,7 @@ import structlog
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from accounts.service import Principal
 from actors.workspace.catalog import MemberRecord, WorkspaceRecord
 from actors.workspace.templates import template_files
 from serve_apps.gateway.authorization import audit_context
@@ -19,6 +20,7 @@ from serve_apps.gateway.routes.access import (
     author_of,
     require_scope,
 )
+from serve_apps.gateway.services import Services
 
 __all__ = ["router"]
 
@@ -113,6 +115,30 @@ class MemberList(BaseModel):
     items: list[MemberOut]
 
 
+async def _audit_workspace(
+    services: Services,
+    request: Request,
+    principal: Principal,
+    action: str,
+    workspace_id: str,
+    *,
+    member_id: str | None = None,
+    **details: str,
+) -> None:
+    """Audit ``action`` by the caller on the workspace itself, or on its member ``member_id``."""
+    target_type, target_id = (
+        ("workspace", workspace_id) if member_id is None else ("user", member_id)
+    )
+    await services.security.audit.record(
+        action,
+        audit_context(request, principal),
+        target_type=target_type,
+        target_id=target_id,
+        workspace_id=workspace_id,
+        details=details,
+    )
+
+
 @router.post("", status_code=201, response_model=WorkspaceOut, responses=WORKSPACE_ERRORS)
 async def create_workspace(
     body: CreateWorkspaceRequest,
@@ -174,13 +200,7 @@ async def delete_workspace(
     """Soft-delete (owner or admin): gone at once for everyone; purged after a grace period."""
     require_scope(principal, write=True)
     await services.catalog.soft_delete(principal.user.id, workspace_id)
-    await services.security.audit.record(
-        "workspace.deleted",
-        audit_context(request, principal),
-        target_type="workspace",
-        target_id=workspace_id,
-        workspace_id=workspace_id,
-    )
+    await _audit_workspace(services, request, principal, "workspace.deleted", workspace_id)
     await services.writer.close(workspace_id)
     log.info("workspace.deleted", workspace_id=workspace_id)
     return Response(status_code=204)
@@ -208,13 +228,14 @@ async def set_member(
     member = await services.catalog.set_member(
         principal.user.id, workspace_id, email=body.email, role=body.role
     )
-    await services.security.audit.record(
+    await _audit_workspace(
+        services,
+        request,
+        principal,
         "workspace.member_role_set",
-        audit_context(request, principal),
-        target_type="user",
-        target_id=member.user_id,
-        workspace_id=workspace_id,
-        details={"role": member.role},
+        workspace_id,
+        member_id=member.user_id,
+        role=member.role,
     )
     return MemberOut.of(member)
 
@@ -229,12 +250,8 @@ async def remove_member(
 ) -> Response:
     require_scope(principal, write=True)
     await services.catalog.remove_member(principal.user.id, workspace_id, user_id)
-    await services.security.audit.record(
-        "workspace.member_removed",
-        audit_context(request, principal),
-        target_type="user",
-        target_id=user_id,
-        workspace_id=workspace_id,
+    await _audit_workspace(
+        services, request, principal, "workspace.member_removed", workspace_id, member_id=user_id
     )
     if services.realtime is not None:  # Their live connections close, on every replica.
         await services.realtime.publish(workspace_id, "member.removed", {"user_id": user_id})
@@ -257,13 +274,14 @@ async def transfer_ownership(
     record, new_owner = await services.catalog.transfer_ownership(
         principal.user.id, workspace_id, new_owner_id=body.user_id, new_owner_email=body.email
     )
-    await services.security.audit.record(
+    await _audit_workspace(
+        services,
+        request,
+        principal,
         "workspace.ownership_transferred",
-        audit_context(request, principal),
-        target_type="user",
-        target_id=new_owner.user_id,
-        workspace_id=workspace_id,
-        details={"previous_owner_role": record.role},
+        workspace_id,
+        member_id=new_owner.user_id,
+        previous_owner_role=record.role,
     )
     log.info("workspace.transferred", workspace_id=workspace_id)
     return WorkspaceOut.of(record)
