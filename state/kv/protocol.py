@@ -50,7 +50,9 @@ class KeyValueStore(Protocol):
         """Subscribe to ``channel`` for the duration of the ``async with`` block.
 
         The subscription is active when the block is entered: every message published
-        afterwards is delivered, in publication order. Nothing is replayed or persisted.
+        afterwards is delivered, in publication order. Nothing is replayed or persisted. A
+        subscription that breaks (the server restarted, a slow reader was dropped) raises
+        ``StateError`` from the iterator; it never resumes silently past lost messages.
         """
         ...
 

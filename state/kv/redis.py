@@ -2,6 +2,13 @@
 
 Every key and channel is prefixed with ``key_prefix``, so several deployments (or test runs)
 can share one Redis. Redis errors are translated in one place, ``_ERROR_TABLE``.
+
+Reconnects: after Redis restarts, every pooled connection is dead, so a command retries once
+on a fresh connection when its connection was closed (otherwise each stale connection would
+fail one command: a lost publish is a realtime frame other replicas never see, after they
+have already resubscribed and resynced). A subscription never reconnects on its own: messages
+published while it was down are lost, so it ends with ``StorageUnavailable`` and the
+subscriber resubscribes and catches up.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from contextlib import asynccontextmanager, contextmanager
 
 import redis.asyncio
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     RedisError,
@@ -93,7 +102,19 @@ class RedisKeyValueStore:
 
     def __init__(self, url: str, *, key_prefix: str = "", socket_timeout_s: float = 5.0) -> None:
         self.key_prefix = key_prefix
+        # Closed connections only: a timed-out command may have run, and retrying it would
+        # wait as long again.
+        once_on_closed = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
         self._client = redis.asyncio.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=socket_timeout_s,
+            health_check_interval=30,
+            retry=once_on_closed,
+        )
+        # Subscriptions have their own pool, whose connections never retry: redis-py would
+        # otherwise reconnect and resubscribe silently, hiding the messages lost in between.
+        self._subscriber = redis.asyncio.Redis.from_url(
             url,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=socket_timeout_s,
@@ -129,7 +150,7 @@ class RedisKeyValueStore:
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
-        pubsub = self._client.pubsub()
+        pubsub = self._subscriber.pubsub()
         try:
             with _redis_errors():
                 await pubsub.subscribe(self.key_prefix + channel)
@@ -173,4 +194,7 @@ class RedisKeyValueStore:
 
     async def close(self) -> None:
         with _redis_errors():
-            await self._client.aclose()
+            try:
+                await self._client.aclose()
+            finally:
+                await self._subscriber.aclose()

@@ -4,7 +4,7 @@ kv-bus actor that carries the realtime channel across a Ray cluster's processes 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -202,6 +202,76 @@ async def test_incr_is_atomic_across_redis_clients(redis_url: str, redis_key_pre
     finally:
         for client in clients:
             await client.close()
+
+
+@pytest.fixture
+def own_redis_url() -> Iterator[str]:
+    """A Redis of the test's own: the tests using it cut every client's connections."""
+    from tests.harness.redis_server import start_throwaway_redis
+    from tests.harness.run import next_name
+
+    try:
+        server = start_throwaway_redis(next_name())
+    except FileNotFoundError as exc:
+        pytest.skip(f"no redis-server: {exc}")
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+async def test_publishes_right_after_redis_dropped_every_connection_are_delivered(
+    own_redis_url: str,
+) -> None:
+    # What a Redis restart does to the pool: every idle connection is dead. Each one failing its
+    # next publish would lose realtime frames after the other replicas had already resynced.
+    import redis.asyncio
+
+    store = RedisKeyValueStore(own_redis_url)
+    admin = redis.asyncio.Redis.from_url(own_redis_url)
+    try:
+        async with store.subscribe("c") as subscription:
+            # Concurrent publishes leave several connections in the pool.
+            assert (
+                await asyncio.gather(*(store.publish("c", b"before") for _ in range(4))) == [1] * 4
+            )
+            for _ in range(4):
+                assert await asyncio.wait_for(anext(subscription), 5) == b"before"
+
+            await admin.client_kill_filter(_type="normal")  # not the subscription, not admin
+
+            received = await asyncio.gather(*(store.publish("c", b"after") for _ in range(4)))
+            assert received == [1] * 4
+            for _ in range(4):
+                assert await asyncio.wait_for(anext(subscription), 5) == b"after"
+            await store.set("k", b"v")
+            assert await store.get("k") == b"v"
+    finally:
+        await admin.aclose()
+        await store.close()
+
+
+async def test_a_subscription_cut_by_redis_ends_with_an_error_never_resumes_silently(
+    own_redis_url: str,
+) -> None:
+    # Messages published while it was cut are gone: the subscriber must learn it, to catch up.
+    import redis.asyncio
+
+    store = RedisKeyValueStore(own_redis_url)
+    admin = redis.asyncio.Redis.from_url(own_redis_url)
+    try:
+        async with store.subscribe("c") as subscription:
+            assert await store.publish("c", b"before") == 1
+            assert await asyncio.wait_for(anext(subscription), 5) == b"before"
+
+            await admin.client_kill_filter(_type="pubsub")
+            await store.publish("c", b"after")
+
+            with pytest.raises(StorageUnavailable):
+                await asyncio.wait_for(anext(subscription), 5)
+    finally:
+        await admin.aclose()
+        await store.close()
 
 
 async def test_slow_in_process_subscriber_is_dropped_not_buffered_forever() -> None:
