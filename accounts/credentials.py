@@ -13,7 +13,6 @@ import secrets
 import time
 from urllib.parse import quote
 
-import anyio.to_thread
 import jwt
 import structlog
 from sqlalchemy import select, update
@@ -24,6 +23,7 @@ from accounts.service import AccountService, TokenPair, normalize_email
 from accounts.settings import AuthSettings
 from state.db import Database
 from state.models import ApiKey, Membership, RefreshToken, User, Workspace, utcnow
+from state.threads import run_sync
 
 __all__ = ["CredentialService"]
 
@@ -166,7 +166,7 @@ class CredentialService:
         """Set a new password from a reset link; every sign-in of the account ends."""
         user_id, fingerprint = self._verify(token, purpose="reset")
         self._accounts.passwords.validate(new_password)
-        new_hash = await anyio.to_thread.run_sync(self._accounts.passwords.hash, new_password)
+        new_hash = await run_sync(self._accounts.passwords.hash, new_password)
         async with self._db.session() as session, session.begin():
             user = await session.get(User, user_id)
             if user is None or user.deleted_at is not None:
@@ -190,7 +190,7 @@ class CredentialService:
         and return a fresh pair for the caller's own."""
         await self.reauthenticate(user_id, current_password)
         self._accounts.passwords.validate(new_password)
-        new_hash = await anyio.to_thread.run_sync(self._accounts.passwords.hash, new_password)
+        new_hash = await run_sync(self._accounts.passwords.hash, new_password)
         async with self._db.session() as session, session.begin():
             await session.execute(
                 update(User).where(User.id == user_id).values(password_hash=new_hash)
@@ -203,7 +203,7 @@ class CredentialService:
         async with self._db.session() as session:
             user = await session.get(User, user_id)
         stored = user.password_hash if user is not None else None
-        matched = await anyio.to_thread.run_sync(self._accounts.passwords.verify, stored, password)
+        matched = await run_sync(self._accounts.passwords.verify, stored, password)
         if user is None or not matched:
             raise InvalidCredentials("The current password is incorrect.")
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
-import anyio.to_thread
 import structlog
 
 from accounts.settings import MailSettings
+from state.threads import run_sync
 
 __all__ = ["LogMailer", "Mailer", "MemoryMailer", "OutgoingMail", "SmtpMailer", "open_mailer"]
 
@@ -42,7 +42,7 @@ class SmtpMailer:
         self._settings = settings
 
     async def send(self, mail: OutgoingMail) -> None:
-        await anyio.to_thread.run_sync(self._send_blocking, mail)
+        await run_sync(self._send_blocking, mail)
 
     def _send_blocking(self, mail: OutgoingMail) -> None:
         settings = self._settings

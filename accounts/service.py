@@ -8,7 +8,6 @@ runs in a worker thread so a login never stalls other requests.
 
 from __future__ import annotations
 
-import anyio.to_thread
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +33,7 @@ from accounts.twofactor import TwoFactor
 from state.db import Database
 from state.kv import KeyValueStore, MemoryKeyValueStore
 from state.models import User, new_id
+from state.threads import run_sync
 
 __all__ = [
     "KNOWN_SCOPES",
@@ -93,7 +93,7 @@ class AccountService:
     async def register(self, *, email: str, password: str, name: str | None = None) -> UserInfo:
         address = normalize_email(email)
         self._passwords.validate(password)
-        password_hash = await anyio.to_thread.run_sync(self._passwords.hash, password)
+        password_hash = await run_sync(self._passwords.hash, password)
         user = User(
             id=new_id(),
             email=address,
@@ -145,7 +145,7 @@ class AccountService:
         async with self._db.session() as session:
             user = await session.scalar(select(User).where(User.email == address))
         stored_hash = user.password_hash if user is not None else None
-        matched = await anyio.to_thread.run_sync(self._passwords.verify, stored_hash, password)
+        matched = await run_sync(self._passwords.verify, stored_hash, password)
         if user is None or not matched or user.deleted_at is not None:
             raise InvalidCredentials()
         second_factor: str | None = None
@@ -156,7 +156,7 @@ class AccountService:
                 user.id, totp_code=totp_code, recovery_code=recovery_code
             )
         if stored_hash is not None and self._passwords.needs_rehash(stored_hash):
-            new_hash = await anyio.to_thread.run_sync(self._passwords.hash, password)
+            new_hash = await run_sync(self._passwords.hash, password)
             async with self._db.session() as session, session.begin():
                 await session.execute(
                     update(User).where(User.id == user.id).values(password_hash=new_hash)

@@ -2,16 +2,27 @@
 
 SQLite (embedded mode) and PostgreSQL (cluster mode) are both supported through the same
 ``Database`` class; only the engine options differ.
+
+SQLite allows one writer at a time, and a blocked writer waits in SQLite's busy handler, which
+polls with growing sleeps (1, 2, 5, 10 ... 100 ms) and gives up with "database is locked" after
+``busy_timeout``. Through aiosqlite a write transaction keeps the lock across event-loop turns
+(one per statement), so under load the lock is almost always taken and a polling writer can
+lose every poll for 5 s while others, handed the lock at once, keep it busy. So the write
+transactions of one process queue FIFO on one asyncio lock (taken at a transaction's first
+INSERT/UPDATE/DELETE, given back at its COMMIT or ROLLBACK); only writers in other processes
+still meet SQLite's busy handler. Reads take no turn: in WAL they never wait for a writer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -20,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
 
 from state.errors import StorageUnavailable
 from state.settings import DatabaseSettings
@@ -43,6 +55,10 @@ _SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
 )
+_WRITE_STATEMENTS = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# A writer queued this long is refused (StorageUnavailable) rather than left waiting: a
+# transaction that writes while its own task holds another write transaction open waits here.
+_WRITE_TURN_TIMEOUT_S = 60.0
 
 
 def normalize_database_url(url: str | URL) -> URL:
@@ -72,6 +88,49 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
             cursor.execute(pragma)
     finally:
         cursor.close()
+
+
+class _WriteTurns:
+    """One process's SQLite write transactions, one at a time, in arrival order."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        # Connections whose open transaction holds the turn (weak: a connection is never kept).
+        self._holders: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+    async def acquire(self) -> None:
+        try:
+            async with asyncio.timeout(_WRITE_TURN_TIMEOUT_S):
+                await self._lock.acquire()
+        except TimeoutError as exc:
+            raise StorageUnavailable(
+                "database", f"no SQLite write turn within {_WRITE_TURN_TIMEOUT_S:g} s"
+            ) from exc
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def before_cursor_execute(
+        self, conn: Connection, _cursor: Any, statement: str, *_args: Any
+    ) -> None:
+        """Take the turn before a transaction's first write; runs in SQLAlchemy's greenlet."""
+        if conn in self._holders or not statement.lstrip()[:7].upper().startswith(
+            _WRITE_STATEMENTS
+        ):
+            return
+        await_only(self.acquire())
+        self._holders.add(conn)
+
+    def end_transaction(self, conn: Connection) -> None:
+        """COMMIT or ROLLBACK is about to run: the next writer may start."""
+        if conn in self._holders:
+            self._holders.discard(conn)
+            self._lock.release()
+
+    def listen(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self.before_cursor_execute)
+        event.listen(engine, "commit", self.end_transaction)
+        event.listen(engine, "rollback", self.end_transaction)
 
 
 class Database:
@@ -104,8 +163,11 @@ class Database:
                 connect_args={"timeout": pool_timeout_s},
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        self._write_turns: _WriteTurns | None = None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
+            self._write_turns = _WriteTurns()
+            self._write_turns.listen(self.engine.sync_engine)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._echo = echo
         self._thread_engine: Engine | None = None
@@ -135,6 +197,20 @@ class Database:
         """Yield a new session; it is closed (and any open transaction rolled back) on exit."""
         async with self._sessions() as session:
             yield session
+
+    @asynccontextmanager
+    async def write_turn(self) -> AsyncIterator[None]:
+        """Hold this process's SQLite write turn (see the module docstring) for a write
+        transaction run outside ``engine`` and ``session()``, e.g. on ``thread_engine()``.
+        A no-op on PostgreSQL. Not reentrant: run no other write transaction inside."""
+        if self._write_turns is None:
+            yield
+            return
+        await self._write_turns.acquire()
+        try:
+            yield
+        finally:
+            self._write_turns.release()
 
     async def ping(self) -> None:
         """Run ``SELECT 1``; raise ``StorageUnavailable("database", ...)`` if that fails."""

@@ -6,7 +6,6 @@ the acknowledgement sees it. Deleted workspaces read as ``WorkspaceNotFound``.
 
 from __future__ import annotations
 
-import anyio.to_thread
 from sqlalchemy import select
 
 from actors.workspace.api import (
@@ -30,6 +29,7 @@ from actors.workspace.paths import validate_path
 from state.blobs import BlobStore
 from state.db import Database
 from state.models import FileEntry, Version, Workspace
+from state.threads import run_sync
 
 __all__ = ["WorkspaceReader"]
 
@@ -150,7 +150,7 @@ class WorkspaceReader:
             (path, await self._blobs.get(entry.sha256), entry.mode)
             for path, entry in sorted(manifest.items())
         ]
-        return await anyio.to_thread.run_sync(write_zip, files)
+        return await run_sync(write_zip, files)
 
     async def _blob_or_none(self, digest: str | None) -> bytes | None:
         return None if digest is None else await self._blobs.get(digest)

@@ -23,7 +23,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 
-import anyio.to_thread
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -60,6 +59,7 @@ from state.blobs.protocol import digest_of
 from state.db import Database
 from state.errors import StateError
 from state.models import utcnow
+from state.threads import run_sync
 
 __all__ = ["SessionClosed", "WorkspaceSession"]
 
@@ -427,7 +427,7 @@ class WorkspaceSession(SandboxOperations):
             fetched = dict(zip(lacking, await map_bounded(self._blobs.get, digests), strict=True))
             apply = functools.partial(self._apply_to_tree, changes, {**contents, **fetched})
             if sum(map(len, contents.values())) + sum(map(len, fetched.values())) > _THREAD_BYTES:
-                await anyio.to_thread.run_sync(apply)
+                await run_sync(apply)
             else:
                 apply()
         except (OSError, WorkspaceError, StateError) as exc:
@@ -472,7 +472,7 @@ class WorkspaceSession(SandboxOperations):
 
 async def _hash(data: bytes) -> str:
     if len(data) > _THREAD_BYTES:
-        return await anyio.to_thread.run_sync(digest_of, data)
+        return await run_sync(digest_of, data)
     return digest_of(data)
 
 
@@ -481,5 +481,5 @@ async def _hash_many(contents: Mapping[str, bytes]) -> dict[str, str]:
         return {path: digest_of(data) for path, data in contents.items()}
 
     if sum(map(len, contents.values())) > _THREAD_BYTES:
-        return await anyio.to_thread.run_sync(run)
+        return await run_sync(run)
     return run()

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
-import anyio.to_thread
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -46,6 +45,7 @@ from sandbox import (
     StartRequest,
 )
 from state.errors import StateError
+from state.threads import run_sync
 
 __all__ = ["NO_SANDBOXES", "SandboxOperations", "SessionHooks"]
 
@@ -305,7 +305,7 @@ class SandboxOperations(SessionHooks):
 
     async def _sync(self, author: Author, message: str) -> SyncReport:
         """Make the tree's changes one version (the lock is held)."""
-        plan = await anyio.to_thread.run_sync(plan_sync, self._manifest, self.tree)
+        plan = await run_sync(plan_sync, self._manifest, self.tree)
         skipped = tuple(plan.skipped)
         if not plan.changes:
             return SyncReport(skipped=skipped)

@@ -11,22 +11,19 @@ version's file set is the database's (the version row, its change rows and the f
 ``history.py``), so a write costs one blob and one transaction.
 
 SQLite allows one writer at a time and makes a blocked writer poll with growing sleeps (1, 2,
-5, 10 ms ...), so the version transactions of one process queue on an in-process lock instead,
-handed over as soon as the previous commit returns. Other processes still meet SQLite's lock.
+5, 10 ms ...), so the version transactions of one process take the database's write turn
+(``Database.write_turn``), the same FIFO queue as its other write transactions, handed over as
+soon as the previous commit returns. Other processes still meet SQLite's lock.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-import anyio.to_thread
 from sqlalchemy import (
     Connection,
     CursorResult,
@@ -55,6 +52,7 @@ from actors.workspace.manifest import Manifest
 from state.blobs import BlobStore
 from state.db import Database
 from state.models import FileEntry, Version, VersionFile, Workspace, new_id, utcnow
+from state.threads import run_sync
 
 __all__ = [
     "Committed",
@@ -68,7 +66,6 @@ __all__ = [
 
 # Bound the number of bind parameters per statement (SQLite allows 32766, asyncpg 32767).
 _CHUNK = 500
-_sqlite_writers: weakref.WeakKeyDictionary[Database, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +177,8 @@ async def commit_version(
     if thread_engine is not None:
         if before_commit is not None:
             await before_commit
-        async with _one_writer(db):
-            await anyio.to_thread.run_sync(_commit_on_thread, thread_engine, version)
+        async with db.write_turn():
+            await run_sync(_commit_on_thread, thread_engine, version)
     else:
         async with db.engine.begin() as connection:
             await connection.run_sync(version.write)
@@ -203,17 +200,6 @@ async def commit_version(
 def _commit_on_thread(engine: Engine, version: _VersionRows) -> None:
     with engine.begin() as connection:
         version.write(connection)
-
-
-@asynccontextmanager
-async def _one_writer(db: Database) -> AsyncIterator[None]:
-    """Queue this process's SQLite version transactions on one lock (FIFO) instead of SQLite's
-    busy handler, which polls with growing sleeps (1, 2, 5, 10 ms ...)."""
-    lock = _sqlite_writers.get(db)
-    if lock is None:
-        lock = _sqlite_writers[db] = asyncio.Lock()
-    async with lock:
-        yield
 
 
 @dataclass(frozen=True, slots=True)

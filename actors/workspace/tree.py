@@ -25,13 +25,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import anyio
-import anyio.to_thread
-
 from actors.workspace.api import FileNotFoundInWorkspace, InvalidPath, WorkspaceError
 from actors.workspace.bounded import map_bounded
 from actors.workspace.manifest import DEFAULT_MODE, file_mode
 from actors.workspace.paths import validate_path
+from state.threads import run_sync
 
 __all__ = ["TreeHead", "TreeScan", "WorkingTree"]
 
@@ -157,8 +155,8 @@ class WorkingTree:
         """
         modes = modes or {}
         self.clear_head()
-        await anyio.to_thread.run_sync(self._ensure_root)
-        scan = await anyio.to_thread.run_sync(self.scan)
+        await run_sync(self._ensure_root)
+        scan = await run_sync(self.scan)
         missing = [
             path
             for path, sha in manifest.items()
@@ -169,8 +167,8 @@ class WorkingTree:
             batch = missing[start : start + _MATERIALIZE_BATCH]
             datas = await map_bounded(fetch, [manifest[path] for path in batch])
             contents = dict(zip(batch, datas, strict=True))
-            await anyio.to_thread.run_sync(self._write_many, contents, modes)
-        await anyio.to_thread.run_sync(self._prune, set(manifest))
+            await run_sync(self._write_many, contents, modes)
+        await run_sync(self._prune, set(manifest))
 
     def _ensure_root(self) -> None:
         if self.root.is_symlink() or (self.root.exists() and not self.root.is_dir()):

@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TypeVar
 
-import anyio.to_thread
-
 from state.blobs.protocol import BlobRef, check_digest, digest_of, verify
 from state.errors import BlobNotFound, StorageUnavailable
+from state.threads import run_sync
 
 __all__ = ["LocalBlobStore"]
 
@@ -69,7 +68,7 @@ class LocalBlobStore:
     async def _io(self, func: Callable[..., _T], *args: object) -> _T:
         """Run blocking file I/O on a worker thread; OS errors mean the store is unusable."""
         try:
-            return await anyio.to_thread.run_sync(func, *args)
+            return await run_sync(func, *args)
         except OSError as exc:
             raise StorageUnavailable("blobs", f"{type(exc).__name__}: {exc}") from exc
 

@@ -1,6 +1,6 @@
 """Blobs in an S3 (or S3-compatible) bucket, one object per blob at ``<prefix><digest>``.
 
-boto3 is blocking: every call runs on a worker thread via ``anyio.to_thread.run_sync``.
+boto3 is blocking: every call runs on a worker thread via ``state.threads.run_sync``.
 botocore exceptions are translated in one place, ``_translate``, driven by ``_ERROR_TABLE``.
 """
 
@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import anyio.to_thread
 import boto3.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from state.blobs.protocol import BlobRef, check_digest, digest_of, verify
 from state.errors import BlobNotFound, StateError, StorageUnavailable
 from state.settings import S3BlobSettings
+from state.threads import run_sync
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -233,6 +233,6 @@ class S3BlobStore:
 
     async def _call_raw(self, func: Callable[[], _T], *, digest: str | None = None) -> _T:
         try:
-            return await anyio.to_thread.run_sync(func)
+            return await run_sync(func)
         except (ClientError, BotoCoreError) as exc:
             raise _translate(exc, digest) from exc

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from actors.workspace.api import LeaseLost, WorkspaceWriter
 from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.services import Services, WriterContext
+from serve_apps.gateway.settings import RateLimitSettings
 from tests.integration.gateway_client import (
     assert_problem,
     bearer,
@@ -462,6 +468,39 @@ def test_zip_upload_and_download_round_trip(client: TestClient, ada: dict[str, s
     assert downloaded == files
 
 
+def test_an_executable_survives_zip_upload_and_download(
+    client: TestClient, ada: dict[str, str], tmp_path: Path
+) -> None:
+    ws = create(client, ada)["id"]
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as upload:
+        script = zipfile.ZipInfo("bin/run.sh")
+        script.create_system = 3  # Made on Unix, with the mode in the upper external_attr.
+        script.external_attr = (stat.S_IFREG | 0o755) << 16
+        upload.writestr(script, b"#!/bin/sh\necho ran\n")
+        upload.writestr("notes.txt", b"n")
+    uploaded = client.post(
+        f"/api/workspaces/{ws}/archive",
+        content=buffer.getvalue(),
+        headers={**ada, "content-type": "application/zip"},
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    listing = client.get(f"/api/workspaces/{ws}/files", headers=ada).json()["items"]
+    assert {item["path"]: item["executable"] for item in listing} == {
+        "README.md": False,
+        "bin/run.sh": True,
+        "notes.txt": False,
+    }
+
+    if shutil.which("unzip") is None:
+        pytest.skip("the unzip command is not installed")
+    download = client.get(f"/api/workspaces/{ws}/archive", headers=ada)
+    (tmp_path / "ws.zip").write_bytes(download.content)
+    subprocess.run(["unzip", "-q", tmp_path / "ws.zip", "-d", tmp_path / "out"], check=True)
+    ran = subprocess.run([tmp_path / "out" / "bin" / "run.sh"], capture_output=True, check=True)
+    assert ran.stdout == b"ran\n"
+
+
 @pytest.mark.parametrize("evil", ["../evil.txt", "/abs.txt", "a/../../evil.txt", "ctrl\x01.txt"])
 def test_a_zip_with_a_bad_member_writes_nothing(
     client: TestClient, ada: dict[str, str], evil: str
@@ -647,3 +686,65 @@ def test_missing_blob_is_a_logged_server_error(client: TestClient, ada: dict[str
     assert client.portal.call(services.blobs.delete, sha(data))
     body = assert_problem(client.get(f"/api/workspaces/{ws}/files/lost.txt", headers=ada), 500)
     assert "missing" in str(body["detail"])
+
+
+def test_fifty_workspaces_created_at_once_while_others_are_edited(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Bursts of creations while the owner keeps editing other workspaces: on SQLite every
+    request must wait its turn to write, never fail with "database is locked" (a 500)."""
+    count = 50
+    config = gateway_config(
+        db_url,
+        tmp_path / "blobs",
+        workspace=WorkspaceSettings(trees_dir=tmp_path / "trees"),
+        rate_limits=RateLimitSettings(enabled=False),
+    )
+    with running_gateway(config) as client:
+        ada = bearer(register_and_login(client)["access_token"])
+        busy = [create(client, ada)["id"] for _ in range(10)]
+        names = [f"burst {n}" for n in range(2 * count)]
+        edits: Counter[int] = Counter()
+
+        async def bursts() -> Counter[int]:
+            # Straight into the app on its own event loop: all requests really at once.
+            transport = httpx.ASGITransport(app=client.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                stop = asyncio.Event()
+
+                async def edit(ws: str, rename: bool) -> None:
+                    n = 0
+                    while not stop.is_set():
+                        n += 1
+                        if rename:
+                            url, body = f"/api/workspaces/{ws}", {"name": f"r{n}"}
+                            response = await http.patch(url, json=body, headers=ada)
+                        else:
+                            url = f"/api/workspaces/{ws}/files/notes/{n}.txt"
+                            response = await http.put(url, content=b"note", headers=ada)
+                        edits[response.status_code] += 1
+
+                async def create_one(name: str) -> int:
+                    body = {"name": name, "template": "python"}
+                    return (await http.post("/api/workspaces", json=body, headers=ada)).status_code
+
+                editors = [
+                    asyncio.create_task(edit(ws, rename))
+                    for ws in busy
+                    for rename in (True, True, True, False)
+                ]
+                try:
+                    first = await asyncio.gather(*(create_one(name) for name in names[:count]))
+                    second = await asyncio.gather(*(create_one(name) for name in names[count:]))
+                finally:
+                    stop.set()
+                    await asyncio.gather(*editors)
+                return Counter(first + second)
+
+        statuses = client.portal.call(bursts)
+
+        assert statuses == {201: 2 * count}
+        assert set(edits) == {200}
+        listed = client.get("/api/workspaces", headers=ada)
+        assert listed.status_code == 200, listed.text
+        assert set(names) <= {item["name"] for item in listed.json()["items"]}

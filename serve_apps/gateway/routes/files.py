@@ -11,7 +11,6 @@ import functools
 import mimetypes
 import re
 
-import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -28,6 +27,7 @@ from serve_apps.gateway.routes.access import (
     WritableWorkspaceId,
     author_of,
 )
+from state.threads import run_sync
 
 __all__ = ["UPLOAD_ROUTES", "router"]
 
@@ -293,7 +293,7 @@ async def upload_archive(
     settings = services.workspace_settings
     data = await read_body_capped(request, settings.max_upload_bytes, what="archive")
     # Inflating is CPU work on up to the workspace quota: keep it off the event loop.
-    unpacked = await anyio.to_thread.run_sync(
+    unpacked = await run_sync(
         functools.partial(
             unpack_zip,
             data,
