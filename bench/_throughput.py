@@ -1,4 +1,4 @@
-"""Run a bounded number of file operations with N concurrent writers; keep every latency."""
+"""Run file operations of several kinds interleaved on N concurrent writers; keep every latency."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["OpStats", "percentile_ms", "run_ops"]
+__all__ = ["OpStats", "Timed", "percentile_ms", "run_interleaved"]
 
 
 def percentile_ms(latencies_s: Sequence[float], fraction: float) -> float:
@@ -47,27 +47,47 @@ class OpStats:
         return percentile_ms(self.latencies_s, 0.99)
 
 
-async def run_ops(
-    operation: Callable[[int, int], Awaitable[int]],
+@dataclass(frozen=True)
+class Timed:
+    """One operation's share of an interleaved run."""
+
+    busy_s: float  # the slowest worker's sum of this operation's latencies
+    latencies_s: list[float]
+    bytes: int
+
+
+async def run_interleaved(
+    operations: Sequence[Callable[[int, int], Awaitable[int]]],
     *,
     count: int,
     writers: int,
-) -> tuple[float, list[float], int]:
-    """Run ``operation(worker, index)`` for ``index`` in ``range(count)`` on ``writers`` tasks.
+) -> list[Timed]:
+    """Run each ``operation(worker, index)`` for ``index`` in ``range(count)``, interleaved.
 
-    Worker ``k`` takes indices ``k, k + writers, ...`` in order (a static split, so each worker
-    can own one workspace). Each operation returns the bytes it moved. Returns the wall time,
-    every latency (seconds) and the total bytes.
+    Worker ``k`` of ``writers`` takes indices ``k, k + writers, ...`` in order (a static split, so
+    each worker can own one workspace) and for each index runs every operation once, one after
+    another, each timed on its own. The order rotates by one at each index, and workers start at
+    different places in it, so no operation always goes first and all of them see the same load.
+    Each operation returns the bytes it moved.
+
+    Returns one ``Timed`` per operation, in the order given. Its ``busy_s`` stands in for the
+    wall time of running that operation alone: per worker, the sum of that operation's
+    latencies; the slowest worker's sum.
     """
-    latencies_s: list[float] = []
-    moved = [0] * writers
+    kinds = len(operations)
+    latencies_s: list[list[float]] = [[] for _ in operations]
+    busy_s = [[0.0] * writers for _ in operations]
+    moved = [[0] * writers for _ in operations]  # per worker: `+= await` races across tasks
 
     async def worker(k: int) -> None:
-        for index in range(k, count, writers):
-            started = time.perf_counter()
-            moved[k] += await operation(k, index)
-            latencies_s.append(time.perf_counter() - started)
+        for step, index in enumerate(range(k, count, writers)):
+            first = (k + step) % kinds
+            for which in (*range(first, kinds), *range(first)):
+                started = time.perf_counter()
+                moved[which][k] += await operations[which](k, index)
+                took = time.perf_counter() - started
+                latencies_s[which].append(took)
+                busy_s[which][k] += took
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(writers)))
-    return time.perf_counter() - started, latencies_s, sum(moved)
+    return [Timed(max(busy_s[i]), latencies_s[i], sum(moved[i])) for i in range(kinds)]

@@ -8,6 +8,11 @@ writes, then reads back byte-exact, 4 KiB and 1 MiB files with 1 and 8 concurren
 ways in the same run (see ``bench/_file_paths.py``): straight to the blob store plus one row
 ``INSERT`` (the floor), through an in-process ``WorkspaceHostCore`` (the session's own durable
 work, no Ray, no HTTP), and through HTTP → gateway → ``WorkspaceHost`` actor → blob store + SQLite.
+Within a phase the three paths are interleaved (``bench/_throughput.py``, the pattern of
+``bench/sandbox.py``): each writer does file *i* on every path in turn, in an order that rotates
+from file to file, each operation timed on its own, so all three see the same load and the ratio
+to the direct path does not swing with the load of the shared machine between phases. The PUT of
+the same bytes again is interleaved with direct writes the same way.
 
 Part 2 (``bench/_sessions.py``) opens 1,000 workspaces on one ``WorkspaceHost`` actor and reads
 the actor process's memory and idle CPU from ``/proc``, times each open, and creates a few
@@ -26,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +46,7 @@ from _file_paths import DirectStore, FilePath, HttpFiles, InProcessSessions
 from _report import environment_facts, write_section
 from _sessions import SessionsReport, measure_sessions
 from _targets import running_target
-from _throughput import OpStats, percentile_ms, run_ops
+from _throughput import OpStats, Timed, percentile_ms, run_interleaved
 
 console = Console()
 
@@ -86,49 +92,88 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 # --- part 1: throughput ---------------------------------------------------------------------
 
 
-async def _phase(
-    target: FilePath, op: str, label: str, writers: int, names: list[str], data: list[bytes]
+def _stats(
+    target: FilePath, timed: Timed, *, label: str, op: str, writers: int, files: int
 ) -> OpStats:
-    async def write(worker: int, index: int) -> int:
-        await target.write(worker, names[index], data[index])
-        return len(data[index])
+    return OpStats(target.name, label, op, writers, files, timed.bytes, timed.busy_s,
+                   tuple(timed.latencies_s))  # fmt: skip
 
-    async def read(worker: int, index: int) -> int:
-        got = await target.read(worker, names[index])
-        if got != data[index]:
-            raise RuntimeError(f"{target.name}: {names[index]} read back different bytes")
-        return len(got)
 
-    elapsed_s, latencies_s, moved = await run_ops(
-        write if op == "write" else read, count=len(names), writers=writers
+async def _phase(
+    targets: list[FilePath], op: str, label: str, writers: int, names: list[str], data: list[bytes]
+) -> list[OpStats]:
+    """One (size, writers, op) phase: every target does file *i* in turn (see ``run_interleaved``)."""
+
+    def operation(target: FilePath) -> Callable[[int, int], Awaitable[int]]:
+        async def write(worker: int, index: int) -> int:
+            await target.write(worker, names[index], data[index])
+            return len(data[index])
+
+        async def read(worker: int, index: int) -> int:
+            got = await target.read(worker, names[index])
+            if got != data[index]:
+                raise RuntimeError(f"{target.name}: {names[index]} read back different bytes")
+            return len(got)
+
+        return write if op == "write" else read
+
+    timings = await run_interleaved(
+        [operation(target) for target in targets], count=len(names), writers=writers
     )
-    stats = OpStats(target.name, label, op, writers, len(names), moved, elapsed_s,
-                    tuple(latencies_s))  # fmt: skip
-    console.print(
-        f"  {label:>5} {op:<5} x{writers}  {stats.files_per_s:8.1f} files/s "
-        f"{stats.mib_per_s:7.1f} MiB/s  p50 {stats.p50_ms:7.2f} ms  p99 {stats.p99_ms:7.2f} ms"
-        f"  {target.name}"
-    )
-    return stats
+    results = []
+    for target, timed in zip(targets, timings, strict=True):
+        stats = _stats(target, timed, label=label, op=op, writers=writers, files=len(names))
+        console.print(
+            f"  {label:>5} {op:<5} x{writers}  {stats.files_per_s:8.1f} files/s "
+            f"{stats.mib_per_s:7.1f} MiB/s  p50 {stats.p50_ms:7.2f} ms  p99 {stats.p99_ms:7.2f} ms"
+            f"  {target.name}"
+        )
+        results.append(stats)
+    return results
 
 
-async def _unchanged(http: HttpFiles, names: list[str], data: list[bytes]) -> OpStats:
-    """PUT the same bytes again: everything on the HTTP path but the durable work (no version)."""
+@dataclass(frozen=True)
+class Unchanged:
+    """PUT of the same bytes again, and the direct writes of fresh bytes timed beside it."""
+
+    rewrite: OpStats
+    direct: OpStats
+
+
+async def _unchanged(
+    direct: DirectStore, http: HttpFiles, label: str, names: list[str], data: list[bytes]
+) -> Unchanged:
+    """PUT the same bytes again: everything on the HTTP path but the durable work (no version).
+
+    Interleaved with direct writes of as many fresh files of the same size, so the ratio of the
+    two compares times taken under the same load.
+    """
+    fresh = [os.urandom(len(chunk)) for chunk in data]
 
     async def rewrite(worker: int, index: int) -> int:
         await http.write(worker, names[index], data[index], expect_changed=False)
         return len(data[index])
 
-    elapsed_s, latencies_s, moved = await run_ops(rewrite, count=len(names), writers=1)
-    stats = OpStats(http.name, "4 KiB", "rewrite", 1, len(names), moved, elapsed_s,
-                    tuple(latencies_s))  # fmt: skip
-    console.print(f"  4 KiB same bytes x1  p50 {stats.p50_ms:7.2f} ms  {http.name}")
-    return stats
+    async def write_direct(worker: int, index: int) -> int:
+        await direct.write(worker, f"again/{names[index]}", fresh[index])
+        return len(fresh[index])
+
+    again, floor = await run_interleaved([rewrite, write_direct], count=len(names), writers=1)
+    files = len(names)
+    result = Unchanged(
+        _stats(http, again, label=label, op="rewrite", writers=1, files=files),
+        _stats(direct, floor, label=label, op="write", writers=1, files=files),
+    )
+    console.print(
+        f"  {label:>5} same bytes x1  p50 {result.rewrite.p50_ms:7.2f} ms  {http.name}"
+        f"  (direct write beside it p50 {result.direct.p50_ms:7.2f} ms)"
+    )
+    return result
 
 
 async def _throughput(
     base_url: str, plan: Plan, scratch: Path
-) -> tuple[list[OpStats], OpStats | None]:
+) -> tuple[list[OpStats], Unchanged | None]:
     workers = max(plan.writers)
     (scratch / "direct").mkdir()
     (scratch / "session").mkdir()
@@ -148,13 +193,13 @@ async def _throughput(
         for label, (size, count) in plan.sizes.items():
             for writers in plan.writers:
                 # Fresh bytes per phase: content addressing must not turn a write into a no-op.
+                # Each path stores its own copy (its own blob folder and database).
                 data = [os.urandom(size) for _ in range(count)]
                 names = [f"{label.replace(' ', '')}-x{writers}/f{i:04}.bin" for i in range(count)]
                 for op in ("write", "read"):
-                    for target in targets:
-                        results.append(await _phase(target, op, label, writers, names, data))
+                    results += await _phase(targets, op, label, writers, names, data)
                 if label == "4 KiB" and writers == 1:
-                    unchanged = await _unchanged(http, names, data)
+                    unchanged = await _unchanged(direct, http, label, names, data)
     return results, unchanged
 
 
@@ -177,24 +222,22 @@ THROUGHPUT_HEADERS = ["File", "Op", "Writers", "Path", "Files", "Files/s", "MiB/
                       "p99 ms", "p50 vs direct"]  # fmt: skip
 
 
-def _fixed_cost_line(results: list[OpStats], unchanged: OpStats | None) -> str:
+def _fixed_cost_line(results: list[OpStats], unchanged: Unchanged | None) -> str:
     if unchanged is None:
         return ""
-
-    def p50(path: str) -> float:
-        return next(
-            r.p50_ms
-            for r in results
-            if (r.path, r.size_label, r.op, r.writers) == (path, "4 KiB", "write", 1)
-        )
-
-    written, direct = p50(HttpFiles.name), p50(DirectStore.name)
+    written = next(
+        r.p50_ms
+        for r in results
+        if (r.path, r.size_label, r.op, r.writers) == (HttpFiles.name, "4 KiB", "write", 1)
+    )
+    again, direct = unchanged.rewrite.p50_ms, unchanged.direct.p50_ms
     return (
         f"Where the HTTP write's time goes: PUT of the same 4 KiB again (answered `changed: "
         f"false`, no version: HAProxy, Serve, authentication, the cached role, the actor call and "
-        f"the session's hash, nothing durable) p50 {unchanged.p50_ms:.2f} ms at 1 writer, "
-        f"{unchanged.p50_ms / direct:.1f}x the whole direct write on its own; the durable work "
-        f"of a new version (blob, transaction, tree) adds {written - unchanged.p50_ms:.2f} ms "
+        f"the session's hash, nothing durable) p50 {again:.2f} ms at 1 writer, "
+        f"{again / direct:.1f}x the whole direct write on its own (p50 {direct:.2f} ms, "
+        f"timed interleaved with it); the durable work "
+        f"of a new version (blob, transaction, tree) adds {written - again:.2f} ms "
         f"to that."
     )
 
@@ -325,7 +368,7 @@ def _section(
     argv: list[str],
     plan: Plan,
     results: list[OpStats],
-    unchanged: OpStats | None,
+    unchanged: Unchanged | None,
     report: SessionsReport,
     facts: dict[str, str],
 ) -> str:
@@ -355,6 +398,11 @@ def _section(
         "limits, raised so that a phase is not refused (the limiter still runs), 2 "
         "`WorkspaceHost` actors) to the owning "
         "host's session; reads go from the gateway straight to the database and blob store.",
+        "",
+        "The three paths are interleaved within each phase (each writer does file *i* on every "
+        "path in turn, in an order that rotates from file to file, each operation timed on its "
+        "own), so all three see the same load; a path's Files/s and MiB/s count its own time "
+        "(per writer the sum of its operations' latencies, the slowest writer's sum).",
         "",
         "Latency is per operation as the client sees it; the HTTP client (httpx, in the bench "
         "process) shares the 2 cores with the server. With 1 MiB files p99 is close to the "

@@ -28,6 +28,7 @@ from actors.workspace.api import (
     VersionInfo,
     WriteResult,
 )
+from actors.workspace.channel import ChannelAddress, ChannelServer
 from actors.workspace.directory import host_name
 from actors.workspace.host import WorkspaceHostCore
 from actors.workspace.live import CollabReply
@@ -103,6 +104,15 @@ class WorkspaceHostShell:
             tag_keys=("host", "operation"),
         ).set_default_tags(tags)
         self._metrics_task: asyncio.Task[None] | None = None
+        self._channel = ChannelServer(self._dispatch)
+
+    async def _dispatch(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return await getattr(self, method)(*args, **kwargs)
+
+    async def channel_address(self) -> ChannelAddress | None:
+        """Where callers on this node reach this host without Ray (see ``channel.py``)."""
+        path = await self._channel.start(self._name)
+        return None if path is None else (self._node_id, str(path))
 
     async def _host(self) -> WorkspaceHostCore:
         if self._core is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from actors.workspace.api import (
     WorkspaceUnavailable,
     WriteResult,
 )
+from actors.workspace.channel import CHANNEL_METHODS, ChannelBroken, ChannelClient
 from actors.workspace.directory import host_names, owner_of
 from actors.workspace.live import CollabReply
 from sandbox import (
@@ -43,6 +45,8 @@ log = structlog.get_logger("workspace.writer")
 # A host that died is restarted by Ray in about a second; idempotent calls wait that out.
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 3.0)
 HOST_MAX_CONCURRENCY = 10_000
+# A host on another node (no channel) is asked again after this long: it may have moved here.
+CHANNEL_RECHECK_S = 30.0
 
 
 class RayWorkspaceWriter:
@@ -66,6 +70,9 @@ class RayWorkspaceWriter:
         self._timeout_s = config.workspace.request_timeout_s
         self._setup_process = setup_process
         self._handles: dict[str, ActorHandle[WorkspaceHostShell]] = {}
+        # host -> its channel, or the time after which to ask again (no channel for us).
+        self._channels: dict[str, ChannelClient | float] = {}
+        self._node_id: str | None = None
 
     def handle(self, name: str) -> ActorHandle[WorkspaceHostShell]:
         cached = self._handles.get(name)
@@ -96,6 +103,29 @@ class RayWorkspaceWriter:
         timeout_s = timeout_s or self._timeout_s
         attempt = 0
         while True:
+            channel = None
+            if method in CHANNEL_METHODS and not cancel_remote:
+                channel = await self._channel(name)
+            if channel is not None:
+                try:
+                    return await asyncio.wait_for(channel.call(method, args, kwargs), timeout_s)
+                except ChannelBroken as exc:
+                    log.warning("workspace_host.channel_broken", host=name, method=method)
+                    if not exc.sent:  # Nothing went out: go through Ray for a while.
+                        self._channels[name] = time.monotonic() + CHANNEL_RECHECK_S
+                        continue
+                    self._channels.pop(name, None)  # Ask the (restarted) host again.
+                    if attempt >= len(delays):
+                        raise WorkspaceUnavailable(
+                            "The workspace's host stopped while handling the request; retry."
+                        ) from exc
+                    await asyncio.sleep(delays[attempt])
+                    attempt += 1
+                    continue
+                except TimeoutError as exc:
+                    raise WorkspaceUnavailable(
+                        f"The workspace did not answer within {timeout_s:g} s; retry."
+                    ) from exc
             handle = self.handle(name)
             try:
                 ref = getattr(handle, method).remote(*args, **kwargs)
@@ -126,6 +156,38 @@ class RayWorkspaceWriter:
 
     def _owner(self, workspace_id: str) -> str:
         return owner_of(workspace_id, self._hosts)
+
+    def channel_path(self, name: str) -> str | None:
+        """The socket this process reaches host ``name`` through, if any (else Ray)."""
+        known = self._channels.get(name)
+        return known.path if isinstance(known, ChannelClient) and not known.broken else None
+
+    async def _channel(self, name: str) -> ChannelClient | None:
+        """The host's socket when it runs on our node (asked through Ray once), else None."""
+        known = self._channels.get(name)
+        if isinstance(known, ChannelClient):
+            if known.usable_here():
+                return known
+            if known.broken:
+                self._channels.pop(name, None)
+            return None
+        if known is not None and time.monotonic() < known:
+            return None
+        self._channels[name] = time.monotonic() + CHANNEL_RECHECK_S  # one lookup at a time
+        try:
+            address: tuple[str, str] | None = await asyncio.wait_for(
+                self.handle(name).channel_address.remote(), self._timeout_s
+            )
+        except (RayActorError, ActorUnavailableError, RayTaskError, TimeoutError):
+            self._channels.pop(name, None)
+            return None
+        if self._node_id is None:
+            self._node_id = ray.get_runtime_context().get_node_id()
+        if address is None or address[0] != self._node_id:
+            return None
+        channel = ChannelClient(address[1])
+        self._channels[name] = channel
+        return channel
 
     async def write_file(
         self, workspace_id: str, path: str, data: bytes, *, if_match: str | None, author: Author

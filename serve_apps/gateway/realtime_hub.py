@@ -5,7 +5,9 @@ Local clients of a document get a message at once; the same frame goes on the re
 to its own clients. Workspace events (``files.changed``, agent events, ``member.removed``) arrive
 on the same channel and go to the registered event sinks (Socket.IO). When the channel drops (a
 Redis restart), the hub resubscribes and asks each open document to resync its clients, since
-frames published meanwhile are lost.
+frames published meanwhile are lost. A resync that fails (the workspace's host or the store is
+briefly unavailable too) is retried with backoff in the background until it succeeds or the
+document has no client left here; reading the channel does not wait for it.
 
 Every replica pings itself through the channel; the pings of the others tell it which replicas
 are alive, which is what presence (``presence.py``) reads across replicas.
@@ -45,6 +47,9 @@ __all__ = ["DocumentClient", "RealtimeHub"]
 log = structlog.get_logger("gateway.realtime")
 
 RESUBSCRIBE_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
+# Between attempts to resync a document after a resubscribe: doubling, capped.
+RESYNC_FIRST_RETRY_S = 0.2
+RESYNC_MAX_RETRY_S = 5.0
 PING_INTERVAL_S = 0.5
 PING_TIMEOUT_S = 2.0
 PRESENCE_REFRESH_S = 10.0
@@ -95,6 +100,8 @@ class RealtimeHub:
         # Other replicas' origins -> when their last ping arrived (monotonic seconds).
         self._replicas: dict[str, float] = {}
         self._presence_task: asyncio.Task[None] | None = None
+        # The pending resync of each document after a resubscribe (at most one per document).
+        self._resyncs: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -113,11 +120,14 @@ class RealtimeHub:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        for task in (self._task, self._presence_task):
-            if task is not None:
-                task.cancel()
-                await asyncio.wait([task])
+        tasks = [t for t in (self._task, self._presence_task) if t is not None]
+        tasks += self._resyncs.values()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         self._task = self._presence_task = None
+        self._resyncs.clear()
         await self.presence.clear()
         for clients in self._clients.values():
             for client in clients.values():
@@ -246,7 +256,7 @@ class RealtimeHub:
                         self.resubscribed += 1
                         log.info("realtime.resubscribed", origin=self.origin)
                         await self.presence.refresh()  # Redis may have lost our keys
-                        await self._resync_all()
+                        self._resync_all()
                     self._subscribed.set()
                     attempt = 0
                     await self._read_while_alive(frames)
@@ -272,7 +282,9 @@ class RealtimeHub:
         finally:
             for task in (watchdog, reader):
                 task.cancel()
-            await asyncio.wait([watchdog, reader])
+            # Both may have failed together (the first error was raised above): retrieve every
+            # error explicitly rather than rely on cancel() of a finished task silencing it.
+            await asyncio.gather(watchdog, reader, return_exceptions=True)
 
     async def _read(self, frames: AsyncIterator[bytes]) -> None:
         async for raw in frames:
@@ -307,11 +319,37 @@ class RealtimeHub:
             if time.monotonic() - self._last_ping_s > PING_TIMEOUT_S:
                 raise _ChannelSilent("no ping came back")
 
-    async def _resync_all(self) -> None:
+    def _resync_all(self) -> None:
+        """Start resyncing every document with clients here; a resync still pending from an
+        earlier resubscribe is superseded (this one sends them everything anyway)."""
         if self.resync is None:
             return
-        for workspace_id, path in list(self._clients):
-            try:
-                await self.resync(workspace_id, path)
-            except Exception as exc:  # noqa: BLE001 - clients also resync when they reconnect
-                log.warning("realtime.resync_failed", error=repr(exc))
+        for document in list(self._clients):
+            pending = self._resyncs.pop(document, None)
+            if pending is not None:
+                pending.cancel()
+            self._resyncs[document] = asyncio.create_task(
+                self._resync_until_done(self.resync, *document), name="realtime-resync"
+            )
+
+    async def _resync_until_done(self, resync: Resync, workspace_id: str, path: str) -> None:
+        """Resync the document's clients, retrying with backoff while it has any here."""
+        document = (workspace_id, path)
+        delay_s = RESYNC_FIRST_RETRY_S
+        try:
+            while document in self._clients:
+                try:
+                    await resync(workspace_id, path)
+                    return
+                except Exception as exc:  # noqa: BLE001 - any failure: they would stay stale
+                    log.warning(
+                        "realtime.resync_failed",
+                        workspace_id=workspace_id,
+                        error=repr(exc),
+                        retry_in_s=delay_s,
+                    )
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, RESYNC_MAX_RETRY_S)
+        finally:
+            if self._resyncs.get(document) is asyncio.current_task():
+                del self._resyncs[document]

@@ -6,6 +6,7 @@ Every edit a client saw acknowledged must be in the converged document and in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ import pytest
 from actors.kv_bus import RayKeyValueStore
 from actors.workspace.actor import HostConfig
 from actors.workspace.api import WorkspaceWriter
-from actors.workspace.directory import owner_of
+from actors.workspace.directory import host_names, owner_of
 from actors.workspace.ray_writer import RayWorkspaceWriter
 from actors.workspace.settings import WorkspaceSettings
 from serve_apps.gateway.app import build_app
@@ -303,3 +304,70 @@ async def test_a_replica_killed_and_redis_restarted_lose_no_acknowledged_edit(
     assert data == text.encode()
     for client in clients:
         await client.close()
+
+
+async def test_an_editor_left_stale_by_a_redis_blip_catches_up_once_the_host_answers_again(
+    ray_address: str, db_url: str, tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """Edits made while Redis was down reach the other replica's editor only through the resync
+    after the resubscribe; here the workspace's host is frozen then, so the first resync fails,
+    and the editor must still converge once the host answers again (without typing)."""
+    import ray
+
+    namespace = f"ns-{next_name()}"
+    workspace = {"hosts": 1, "trees_dir": str(tmp_path / "trees"), "request_timeout_s": 30}
+    spec: dict[str, object] = {
+        "ray": ray_address,
+        "namespace": namespace,
+        "db": db_url,
+        "blobs": str(tmp_path / "blobs"),
+        "redis": redis_process.url,
+        "workspace": workspace,
+    }
+    a = Replica(spec)
+    # B gives up on a host that does not answer within 2 s: its resync then fails.
+    b = Replica({**spec, "workspace": {**workspace, "request_timeout_s": 2}})
+    host_pid: int | None = None
+    try:
+        await asyncio.gather(asyncio.to_thread(a.start), asyncio.to_thread(b.start))
+        owner = await asyncio.to_thread(register, a.base_url, f"{next_name()}@example.com")
+        workspace_id = await asyncio.to_thread(create_workspace, a.base_url, owner.token)
+        on_a = YClient(a.base_url, workspace_id, "doc.md", owner.token)
+        on_b = YClient(b.base_url, workspace_id, "doc.md", owner.token)
+        for client in (on_a, on_b):
+            await client.connect()
+            await client.wait_synced()
+        typist = Typist(on_a, "a")
+        await typist.type_words(2)
+        await wait_converged([on_a, on_b])
+
+        # Redis goes down: A's editor types on (durable, acknowledged), B's editor misses it.
+        await asyncio.to_thread(redis_process.stop)
+        await typist.type_words(3)
+        assert typist.acked[-1] in on_a.text
+        await asyncio.sleep(0.5)
+        assert typist.acked[-1] not in on_b.text
+
+        # The host freezes; Redis comes back; B resubscribes and its resync times out.
+        host = ray.get_actor(host_names(1)[0], namespace=namespace)
+        host_pid = int((await host.ping.remote())["pid"])
+        os.kill(host_pid, signal.SIGSTOP)
+        await asyncio.to_thread(redis_process.start)
+        await asyncio.sleep(6)  # resubscribe (<= 1 s), then the 2 s timeout, with room to spare
+        assert typist.acked[-1] not in on_b.text
+
+        os.kill(host_pid, signal.SIGCONT)
+        host_pid = None
+        text = await wait_converged([on_a, on_b], timeout_s=20)
+        for word in typist.acked:
+            assert word in text
+        for client in (on_a, on_b):
+            await client.close()
+    finally:
+        if host_pid is not None:
+            os.kill(host_pid, signal.SIGCONT)
+        a.kill()
+        b.kill()
+        for name in host_names(1):
+            with contextlib.suppress(ValueError):
+                ray.kill(ray.get_actor(name, namespace=namespace))

@@ -103,6 +103,8 @@ async def test_a_host_killed_mid_stream_keeps_every_acknowledged_write(
     await asyncio.wait_for(first_acks.wait(), 60)
     owner = owner_of(workspace_id, ["ws-host:0", "ws-host:1"])
     pid_before = (await writer.handle(owner).ping.remote())["pid"]
+    # On the host's node, writes take the host's socket, not a Ray call.
+    assert str(writer.channel_path(owner)).endswith(f"-{pid_before}.sock")
     ray.kill(writer.handle(owner), no_restart=False)
     await asyncio.wait_for(stream, 120)
 
@@ -123,7 +125,9 @@ async def test_a_host_killed_mid_stream_keeps_every_acknowledged_write(
     # The restarted host serves the workspace again.
     after = await writer.write_file(workspace_id, "after.txt", b"ok", if_match=None, author=author)
     assert after.version == max(numbers) + 1
-    assert (await writer.handle(owner).ping.remote())["pid"] != pid_before
+    pid_after = (await writer.handle(owner).ping.remote())["pid"]
+    assert pid_after != pid_before
+    assert str(writer.channel_path(owner)).endswith(f"-{pid_after}.sock")
     print(f"acknowledged={len(acknowledged)} failed={len(failed)}")
 
 

@@ -1,0 +1,122 @@
+"""After the realtime channel drops, a replica resyncs its live documents' clients; a resync
+that fails (the workspace's host is briefly away too) is retried until it succeeds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from collab.protocol import encode_update
+from serve_apps.gateway.realtime_hub import RealtimeHub
+from state.errors import StorageUnavailable
+from state.kv import MemoryKeyValueStore
+
+RESYNCED = b"resynced"
+
+
+async def _until_true(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    async def wait() -> None:
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(wait(), timeout_s)
+
+
+class Editor:
+    """A document client that keeps what it was sent."""
+
+    def __init__(self, peer_id: str) -> None:
+        self.peer_id, self.user_id = peer_id, "ada"
+        self.received: list[bytes] = []
+
+    def send(self, message: bytes) -> None:
+        self.received.append(message)
+
+    def kick(self, code: int, reason: str) -> None:
+        self.received.append(f"kicked {code}".encode())
+
+
+class Owner:
+    """The documents' owner as the hub's resync reaches it: away while ``away`` is set."""
+
+    def __init__(self, hub: RealtimeHub) -> None:
+        self.hub = hub
+        self.away = False
+        self.attempts = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def resync(self, workspace_id: str, path: str) -> None:
+        self.attempts += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            if self.away:
+                raise StorageUnavailable("workspace", "host unavailable")
+            self.hub.deliver(workspace_id, path, RESYNCED)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_a_resync_that_failed_is_retried_until_the_editor_has_caught_up() -> None:
+    kv = MemoryKeyValueStore()
+    async with RealtimeHub(kv) as hub, RealtimeHub(kv) as other:
+        owner = Owner(hub)
+        hub.resync = owner.resync
+        editor = Editor("p1")
+        hub.attach("w1", "doc.md", editor)
+        owner.away = True
+        await kv.close()  # the channel drops: the hub resubscribes and resyncs
+        await _until_true(lambda: owner.attempts >= 3)
+        assert RESYNCED not in editor.received
+        # Meanwhile the hub still reads the channel: live edits keep arriving.
+        live_edit = encode_update(b"\x00\x00")
+        await _until_true(lambda: hub.origin in other.live_replicas())
+        await other.broadcast("w1", "doc.md", live_edit)
+        await _until_true(lambda: live_edit in editor.received)
+
+        owner.away = False
+        await _until_true(lambda: RESYNCED in editor.received)
+        attempts = owner.attempts
+        await asyncio.sleep(0.5)
+        assert owner.attempts == attempts  # done: no more retries
+        assert editor.received.count(RESYNCED) == 1
+
+
+async def test_a_newer_resubscribe_replaces_the_pending_retry() -> None:
+    kv = MemoryKeyValueStore()
+    async with RealtimeHub(kv) as hub:
+        owner = Owner(hub)
+        hub.resync = owner.resync
+        editor = Editor("p1")
+        hub.attach("w1", "doc.md", editor)
+        owner.away = True
+        for _ in range(4):
+            resubscribed = hub.resubscribed
+            await kv.close()
+            await _until_true(lambda: hub.resubscribed > resubscribed)  # noqa: B023
+            await asyncio.sleep(0.1)
+        owner.away = False
+        await _until_true(lambda: RESYNCED in editor.received)
+        await asyncio.sleep(1.0)
+        # One resync per document, not one per resubscribe; never two at once.
+        assert editor.received.count(RESYNCED) == 1
+        assert owner.most_in_flight == 1
+
+
+async def test_retries_stop_once_the_document_has_no_editor_here() -> None:
+    kv = MemoryKeyValueStore()
+    async with RealtimeHub(kv) as hub:
+        owner = Owner(hub)
+        hub.resync = owner.resync
+        editor = Editor("p1")
+        hub.attach("w1", "doc.md", editor)
+        owner.away = True
+        await kv.close()
+        await _until_true(lambda: owner.attempts >= 2)
+        hub.detach("w1", "doc.md", editor)
+        await asyncio.sleep(0.3)  # a retry already waiting may still run once
+        attempts = owner.attempts
+        await asyncio.sleep(1.0)
+        assert owner.attempts == attempts
