@@ -84,7 +84,9 @@ def markdown_section(
     lines = [
         f"Authenticated `GET {route}` (Bearer access token, SQLite) against the same FastAPI app "
         f"under bare uvicorn and behind Ray Serve (1 replica, the platform's default settings as "
-        f"`make up` uses them), on loopback. Closed loop: each connection sends its next request "
+        f"`make up` uses them, but for the per-address and per-user read limits, raised alike for "
+        f"every target: one client sends thousands of reads a second; the limiter still runs), on "
+        f"loopback. Closed loop: each connection sends its next request "
         f"when the previous answer arrives; {duration_s:g} s per row after a {warmup_s:g} s warm-up "
         f"per target; an answer slower than {timeout_s:g} s counts as a timeout. The load "
         f"generator shares the machine's cores with the server.",

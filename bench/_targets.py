@@ -149,7 +149,11 @@ def running_target(
         upgrade(load_settings(data_dir=data_dir).database_url)
         port = _free_port()
         log_path = workdir / "server.log"
-        env = _environment(data_dir, {} if name == "uvicorn" else serve_env)
+        # The app's own settings (VIBECODE_*) apply to every target; Ray's only to Serve.
+        extra = {
+            k: v for k, v in serve_env.items() if name != "uvicorn" or k.startswith("VIBECODE_")
+        }
+        env = _environment(data_dir, extra)
         with log_path.open("wb") as log:
             process = subprocess.Popen(
                 _command(name, port, data_dir),
