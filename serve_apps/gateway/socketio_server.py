@@ -4,10 +4,13 @@ Connect with ``auth: {token: <access token>}``. Events a client sends: ``join`` 
 ``leave`` ``{workspace_id}`` (acknowledged with ``{ok, role, users}`` or ``{ok: false, error}``)
 and ``cursor`` ``{workspace_id, path, ...}`` (relayed to the room). Events a client receives:
 ``presence`` ``{workspace_id, user_id, state: joined|left, users}``, ``cursor``,
-``files.changed``, agent events, and ``member.removed`` (then the removed user is disconnected
-from the room). ``users`` (in the ``join`` answer and in ``presence``) lists everyone in the
-workspace on every replica, including people who only have a document open
-(see ``presence.py``); ``state: left`` is about one connection: the user may still be listed.
+``files.changed``, agent events, ``member.removed`` (then the removed user is disconnected
+from the room) and ``auth.revoked`` ``{code, reason}``: the connection's credential was revoked
+(sign-out everywhere, password change, API-key revocation...; checked every few seconds, see
+``live_auth.py``) and the server disconnects it. ``users`` (in the ``join`` answer and in
+``presence``) lists everyone in the workspace on every replica, including people who only have
+a document open (see ``presence.py``); ``state: left`` is about one connection: the user may
+still be listed.
 
 With ``redis.url`` set, ``AsyncRedisManager`` carries emits across replicas. Events from the
 realtime channel arrive at every replica, so each emits them to its own clients only
@@ -16,6 +19,7 @@ realtime channel arrive at every replica, so each emits them to its own clients 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import socketio
@@ -26,6 +30,7 @@ from actors.workspace.api import WorkspaceError
 from actors.workspace.realtime import Frame
 from collab.rooms import Peer
 from serve_apps.gateway.config import GatewayConfig
+from serve_apps.gateway.live_auth import LiveAuth
 from serve_apps.gateway.realtime_hub import RealtimeHub
 from serve_apps.gateway.routes.access import require_scope
 from serve_apps.gateway.services import Services
@@ -56,6 +61,8 @@ class SocketIOGateway:
         self._services: Services | None = None
         # sid -> workspace ids joined, on this replica.
         self._joined: dict[str, set[str]] = {}
+        # sid -> the task that disconnects it once its credential is revoked.
+        self._watchdogs: dict[str, asyncio.Task[None]] = {}
         self._register()
 
     def bind(self, services: Services) -> None:
@@ -91,6 +98,16 @@ class SocketIOGateway:
             raise socketio.exceptions.ConnectionRefusedError("invalid token") from exc
         await self.server.save_session(sid, {"user_id": principal.user.id})
         self._joined[sid] = set()
+        self._watchdogs[sid] = asyncio.create_task(
+            self._watch(sid, LiveAuth(services, token)), name=f"socketio-auth-{sid}"
+        )
+
+    async def _watch(self, sid: str, auth: LiveAuth) -> None:
+        refusal = await auth.watch()
+        log.info("socketio.revoked", sid=sid, reason=refusal.reason)
+        payload = {"code": refusal.code, "reason": refusal.reason}
+        await self.server.emit("auth.revoked", payload, to=sid, ignore_queue=True)
+        await self.server.disconnect(sid, ignore_queue=True)
 
     async def _user(self, sid: str) -> str:
         session = await self.server.get_session(sid)
@@ -140,6 +157,9 @@ class SocketIOGateway:
         await self.server.emit("cursor", payload, room=room_of(workspace_id), skip_sid=sid)
 
     async def _disconnect(self, sid: str, *_args: Any) -> None:
+        watchdog = self._watchdogs.pop(sid, None)
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
         for workspace_id in list(self._joined.pop(sid, set())):
             await self.hub.leave(workspace_id, sid)
             try:

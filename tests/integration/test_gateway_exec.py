@@ -211,6 +211,47 @@ def test_terminal_echoes_a_commands_output(client: TestClient, ada: dict[str, st
     assert refused.value.code == 4401
 
 
+def _read_until(terminal: Any, marker: bytes) -> None:
+    seen = b""
+    while marker not in seen:
+        seen += terminal.receive_bytes()
+
+
+def _keep_typing(terminal: Any, for_s: float) -> None:
+    deadline = time.monotonic() + for_s
+    while time.monotonic() < deadline:
+        terminal.send_bytes(b"echo tick\n")
+        terminal.receive_bytes()
+
+
+def test_a_removed_member_loses_an_open_terminal_within_seconds(
+    client: TestClient, ada: dict[str, str]
+) -> None:
+    ws = workspace(client, ada, "blank")
+    bob = bearer(register_and_login(client, "bob@example.com")["access_token"])
+    bob_id = client.get("/api/auth/me", headers=bob).json()["id"]
+    invited = client.put(
+        f"/api/workspaces/{ws}/members",
+        json={"email": "bob@example.com", "role": "editor"},
+        headers=ada,
+    )
+    assert invited.status_code in (200, 201), invited.text
+    url = f"/api/workspaces/{ws}/terminal?token="
+    ada_url = url + ada["Authorization"].removeprefix("Bearer ")
+    bob_url = url + bob["Authorization"].removeprefix("Bearer ")
+    with client.websocket_connect(ada_url) as kept, client.websocket_connect(bob_url) as removed:
+        removed.send_bytes(b"echo bob-$((6*7))\n")
+        _read_until(removed, b"bob-42")
+        gone = client.delete(f"/api/workspaces/{ws}/members/{bob_id}", headers=ada)
+        assert gone.status_code == 204, gone.text
+
+        with pytest.raises(WebSocketDisconnect) as closed:
+            _keep_typing(removed, for_s=10)
+        assert closed.value.code == 4403
+        kept.send_bytes(b"echo ada-$((6*7))\n")
+        _read_until(kept, b"ada-42")
+
+
 def test_viewers_get_403_and_strangers_404(client: TestClient, ada: dict[str, str]) -> None:
     ws = workspace(client, ada, "blank")
     bob = bearer(register_and_login(client, "bob@example.com")["access_token"])

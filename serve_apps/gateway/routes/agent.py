@@ -27,6 +27,7 @@ from actors.agent.store import RunStore
 from actors.workspace.api import WorkspaceNotFound
 from actors.workspace.catalog import can_write
 from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
+from serve_apps.gateway.live_auth import LiveAuth, guard_stream
 from serve_apps.gateway.problems import problem
 from serve_apps.gateway.routes.access import WORKSPACE_ERRORS, require_scope
 from serve_apps.gateway.routes.openai_compat import require_ai_scope
@@ -279,6 +280,7 @@ async def run_events(
     run_id: str,
     principal: CurrentPrincipal,
     services: ServicesDep,
+    request: Request,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     accept: Annotated[str | None, Header()] = None,
@@ -286,9 +288,10 @@ async def run_events(
 ) -> Response:
     """Events with ``seq > after`` as ``{items, next_after}``; with ``Accept:
     text/event-stream`` the same log as a live SSE stream (see ``/events/stream``)."""
-    await _run_for(services, principal, run_id)
+    run = await _run_for(services, principal, run_id)
     if accept is not None and "text/event-stream" in accept:
-        return _sse(services, run_id, _resume_point(after, last_event_id))
+        auth = LiveAuth.of_request(services, request, workspace_id=run.workspace_id)
+        return _sse(services, run_id, _resume_point(after, last_event_id), auth)
     events = await _runs(services).events(run_id, after=after, limit=limit)
     return JSONResponse(
         {
@@ -303,14 +306,17 @@ async def stream_events(
     run_id: str,
     principal: CurrentPrincipal,
     services: ServicesDep,
+    request: Request,
     after: Annotated[int, Query(ge=0)] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Server-sent events: each log event as ``id: <seq>``, ``event: <kind>``, ``data: <json>``,
     as it is appended; a last ``end`` event once the run ended. Reconnect with
-    ``Last-Event-ID`` (or ``after``) to continue where the stream stopped."""
-    await _run_for(services, principal, run_id)
-    return _sse(services, run_id, _resume_point(after, last_event_id))
+    ``Last-Event-ID`` (or ``after``) to continue where the stream stopped. The stream ends with
+    an ``error`` event once the caller's credential is revoked or their membership removed."""
+    run = await _run_for(services, principal, run_id)
+    auth = LiveAuth.of_request(services, request, workspace_id=run.workspace_id)
+    return _sse(services, run_id, _resume_point(after, last_event_id), auth)
 
 
 def _resume_point(after: int, last_event_id: str | None) -> int:
@@ -319,9 +325,10 @@ def _resume_point(after: int, last_event_id: str | None) -> int:
     return after
 
 
-def _sse(services: Services, run_id: str, after: int) -> StreamingResponse:
+def _sse(services: Services, run_id: str, after: int, auth: LiveAuth) -> StreamingResponse:
+    events = _follow(_runs(services), run_id, after, services.agent_settings.poll_interval_s)
     return StreamingResponse(
-        _follow(_runs(services), run_id, after, services.agent_settings.poll_interval_s),
+        guard_stream(events, auth),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -8,8 +8,9 @@ ephemeral and fanned out here. Viewers receive everything; their edits are answe
 y-protocols "permission denied" message. ``?ack=1`` (our Python clients) adds an ``ACK`` message
 once the client's updates are durable.
 
-Close codes: 4401 bad token, 4404 not a member (or no such workspace), 4403 removed from the
-workspace, 4400 malformed message or path, 1011 the workspace did not answer (reconnect).
+Close codes: 4401 bad token (also once it is revoked while open: ``live_auth.py`` re-checks it
+every few seconds), 4404 not a member (or no such workspace), 4403 removed from the workspace,
+4400 malformed message or path, 1011 the workspace did not answer (reconnect).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from collab.errors import MalformedMessage
 from collab.protocol import AWARENESS, SYNC, decode_message, encode_ack, encode_awareness
 from collab.protocol import encode_sync_step1 as _step1
 from collab.rooms import Peer
+from serve_apps.gateway.live_auth import LiveAuth
 from serve_apps.gateway.realtime_hub import RealtimeHub
 from serve_apps.gateway.routes.access import WRITE_SCOPE, require_scope
 from serve_apps.gateway.services import Services
@@ -101,7 +103,15 @@ async def collab_socket(websocket: WebSocket, workspace_id: str, path: str) -> N
     writer = can_write(record.role) and principal.has_scope(WRITE_SCOPE)
     await websocket.accept()
     client = CollabClient(websocket, principal.user.id)
-    await _serve(websocket, client, hub, live, workspace_id, path, can_edit=writer)
+    # Only the credential: a removed member is kicked at once by the hub (``member.removed``),
+    # and editors are the most numerous connections (a role check is a query every interval).
+    auth = LiveAuth(services, token)
+    await _serve(websocket, client, hub, live, workspace_id, path, can_edit=writer, auth=auth)
+
+
+async def _watch(client: CollabClient, auth: LiveAuth) -> None:
+    refusal = await auth.watch()
+    client.kick(refusal.code, refusal.reason)
 
 
 async def _serve(
@@ -113,9 +123,11 @@ async def _serve(
     path: str,
     *,
     can_edit: bool,
+    auth: LiveAuth,
 ) -> None:
     want_ack = websocket.query_params.get("ack") == "1"
     sender = asyncio.create_task(client.run_sender(), name=f"collab-send-{client.peer_id}")
+    watchdog = asyncio.create_task(_watch(client, auth), name=f"collab-auth-{client.peer_id}")
     try:
         await hub.join(workspace_id, Peer(client.peer_id, client.user_id, can_edit, path=path))
         room = hub.rooms.room(workspace_id)
@@ -153,6 +165,7 @@ async def _serve(
         log.exception("collab.failed", workspace_id=workspace_id)
         client.kick(1011, "server error; reconnect")
     finally:
+        watchdog.cancel()
         hub.detach(workspace_id, path, client)
         gone = await hub.leave(workspace_id, client.peer_id)
         if gone is not None:
@@ -162,7 +175,7 @@ async def _serve(
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(sender), 2.0)
         sender.cancel()
-        await asyncio.wait([sender])
+        await asyncio.wait([sender, watchdog])
 
 
 async def _handle(

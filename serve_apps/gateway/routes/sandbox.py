@@ -21,6 +21,7 @@ from actors.workspace.api import ExecOutcome, SyncReport
 from sandbox import ExecRequest, ExecResult, OutputChunk, ProcessInfo, SandboxError, StartRequest
 from serve_apps.gateway.authorization import audit_context
 from serve_apps.gateway.deps import CurrentPrincipal, ServicesDep
+from serve_apps.gateway.live_auth import LiveAuth, guard_stream
 from serve_apps.gateway.routes.access import WORKSPACE_ERRORS, WritableWorkspace, author_of
 
 __all__ = ["router"]
@@ -228,7 +229,8 @@ async def exec_stream(
     request: Request,
 ) -> StreamingResponse:
     """Server-sent events: ``output`` ({stream, text}) as it comes, then one ``result``
-    (the body of ``POST .../exec``), or ``error`` ({title, detail}) if the sandbox failed.
+    (the body of ``POST .../exec``), or ``error`` ({title, detail}) if the sandbox failed or
+    the caller's credential was revoked (or membership removed) meanwhile.
 
     Secrets are not injected here: streamed output cannot be redacted before it leaves."""
     if body.secrets:
@@ -266,8 +268,9 @@ async def exec_stream(
         finally:
             await events.aclose()  # type: ignore[attr-defined]
 
+    auth = LiveAuth.of_request(services, request, workspace_id=record.id, needs_write=True)
     return StreamingResponse(
-        body_iter(),
+        guard_stream(body_iter(), auth),
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

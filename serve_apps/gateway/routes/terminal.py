@@ -4,7 +4,9 @@
 WebSocket). Binary frames carry pty bytes both ways; a text frame
 ``{"type": "resize", "cols": N, "rows": M}`` resizes. The shell runs as a started process on a
 pty; closing the socket kills it and versions what it changed. Refusals close the socket
-before accepting it with 4401 (credentials), 4403 (read-only) or 4404 (not a member).
+before accepting it with 4401 (credentials), 4403 (read-only) or 4404 (not a member); an open
+terminal is closed the same way within seconds once its credential is revoked, its user removed
+from the workspace or made read-only (``live_auth.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from accounts.errors import AccountError, PermissionDenied
 from actors.workspace.api import Author, WorkspaceError, WorkspaceNotFound
 from actors.workspace.catalog import can_write
 from sandbox import SandboxError, StartRequest
+from serve_apps.gateway.live_auth import LiveAuth, Refusal
 from serve_apps.gateway.routes.access import require_scope
 from serve_apps.gateway.services import Services
 
@@ -84,7 +87,9 @@ async def terminal(
             if message["type"] == "websocket.disconnect":
                 return
             if message.get("bytes"):
-                await writer.write_stdin(workspace_id, process_id, message["bytes"])
+                # Shielded: a write cut short by closing the terminal (its credential revoked)
+                # leaves the session in doubt; its host drops it, ending the other terminals.
+                await asyncio.shield(writer.write_stdin(workspace_id, process_id, message["bytes"]))
             elif message.get("text"):
                 await _control(message["text"])
 
@@ -93,16 +98,26 @@ async def terminal(
             command = json.loads(text)
             if command.get("type") == "resize":
                 cols, rows = int(command["cols"]), int(command["rows"])
-                await writer.resize_terminal(workspace_id, process_id, cols=cols, rows=rows)
+                await asyncio.shield(
+                    writer.resize_terminal(workspace_id, process_id, cols=cols, rows=rows)
+                )
         except (ValueError, KeyError, TypeError, AttributeError):
             return  # A malformed control frame is ignored, like a terminal ignores noise.
 
-    tasks = [asyncio.create_task(output()), asyncio.create_task(keystrokes())]
+    auth = LiveAuth(services, token, workspace_id=workspace_id, needs_write=True)
+    tasks: list[asyncio.Task[Refusal | None]] = [
+        asyncio.create_task(output()),
+        asyncio.create_task(keystrokes()),
+        asyncio.create_task(auth.watch()),
+    ]
+    close_code, close_reason = 1000, ""
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             with contextlib.suppress(WebSocketDisconnect, SandboxError, WorkspaceError):
-                task.result()
+                refusal = task.result()
+                if refusal is not None:
+                    close_code, close_reason = refusal.code, refusal.reason
     finally:
         for task in tasks:
             task.cancel()
@@ -110,4 +125,4 @@ async def terminal(
         with contextlib.suppress(SandboxError, WorkspaceError):
             await writer.kill_process(workspace_id, process_id, author=author)
         with contextlib.suppress(RuntimeError):
-            await websocket.close()
+            await websocket.close(code=close_code, reason=close_reason)
