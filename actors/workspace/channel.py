@@ -26,6 +26,7 @@ import pickle
 import stat
 import struct
 import tempfile
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ __all__ = [
     "ChannelBroken",
     "ChannelClient",
     "ChannelServer",
+    "HostChannels",
     "channel_directory",
 ]
 
@@ -288,3 +290,58 @@ class ChannelClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reading
         self._fail(ChannelBroken(f"channel {self.path} was closed"))
+
+
+class HostChannels:
+    """Which hosts this process reaches over their socket, found through ``lookup``.
+
+    ``lookup(name)`` asks the host (through Ray) for its socket and returns the path when the
+    host runs on the caller's node, else None; a host without a usable channel is asked again
+    after ``recheck_s`` (it may have restarted here), and meanwhile reached through Ray. A
+    lookup that fails (the host is restarting) is tried again on the next call."""
+
+    def __init__(
+        self, lookup: Callable[[str], Awaitable[str | None]], *, recheck_s: float = 30.0
+    ) -> None:
+        self._lookup = lookup
+        self._recheck_s = recheck_s
+        # host -> its channel, or the time after which to ask again.
+        self._known: dict[str, ChannelClient | float] = {}
+
+    def path(self, name: str) -> str | None:
+        """The socket host ``name`` is reached through now, if any."""
+        known = self._known.get(name)
+        return known.path if isinstance(known, ChannelClient) and not known.broken else None
+
+    async def get(self, name: str) -> ChannelClient | None:
+        known = self._known.get(name)
+        if isinstance(known, ChannelClient):
+            if known.usable_here():
+                return known
+            if known.broken:
+                self._known.pop(name, None)
+            return None
+        if known is not None and time.monotonic() < known:
+            return None
+        self._avoid(name)  # One lookup at a time; the others go through Ray meanwhile.
+        try:
+            path = await self._lookup(name)
+        except Exception:  # noqa: BLE001 - e.g. the host is restarting: ask on the next call
+            self._known.pop(name, None)
+            return None
+        if path is None:
+            return None
+        channel = ChannelClient(path)
+        self._known[name] = channel
+        return channel
+
+    def broke(self, name: str, error: ChannelBroken) -> None:
+        """After ``error``: ask a host that went away again next time; avoid an unreachable
+        socket (nothing was sent) for a while."""
+        if error.sent:
+            self._known.pop(name, None)
+        else:
+            self._avoid(name)
+
+    def _avoid(self, name: str) -> None:
+        self._known[name] = time.monotonic() + self._recheck_s

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,7 +25,7 @@ from actors.workspace.api import (
     WorkspaceUnavailable,
     WriteResult,
 )
-from actors.workspace.channel import CHANNEL_METHODS, ChannelBroken, ChannelClient
+from actors.workspace.channel import CHANNEL_METHODS, ChannelBroken, HostChannels
 from actors.workspace.directory import host_names, owner_of
 from actors.workspace.live import CollabReply
 from sandbox import (
@@ -70,8 +69,7 @@ class RayWorkspaceWriter:
         self._timeout_s = config.workspace.request_timeout_s
         self._setup_process = setup_process
         self._handles: dict[str, ActorHandle[WorkspaceHostShell]] = {}
-        # host -> its channel, or the time after which to ask again (no channel for us).
-        self._channels: dict[str, ChannelClient | float] = {}
+        self._channels = HostChannels(self._channel_path, recheck_s=CHANNEL_RECHECK_S)
         self._node_id: str | None = None
 
     def handle(self, name: str) -> ActorHandle[WorkspaceHostShell]:
@@ -105,16 +103,15 @@ class RayWorkspaceWriter:
         while True:
             channel = None
             if method in CHANNEL_METHODS and not cancel_remote:
-                channel = await self._channel(name)
+                channel = await self._channels.get(name)
             if channel is not None:
                 try:
                     return await asyncio.wait_for(channel.call(method, args, kwargs), timeout_s)
                 except ChannelBroken as exc:
                     log.warning("workspace_host.channel_broken", host=name, method=method)
-                    if not exc.sent:  # Nothing went out: go through Ray for a while.
-                        self._channels[name] = time.monotonic() + CHANNEL_RECHECK_S
+                    self._channels.broke(name, exc)
+                    if not exc.sent:  # Nothing went out: this call goes through Ray.
                         continue
-                    self._channels.pop(name, None)  # Ask the (restarted) host again.
                     if attempt >= len(delays):
                         raise WorkspaceUnavailable(
                             "The workspace's host stopped while handling the request; retry."
@@ -159,35 +156,16 @@ class RayWorkspaceWriter:
 
     def channel_path(self, name: str) -> str | None:
         """The socket this process reaches host ``name`` through, if any (else Ray)."""
-        known = self._channels.get(name)
-        return known.path if isinstance(known, ChannelClient) and not known.broken else None
+        return self._channels.path(name)
 
-    async def _channel(self, name: str) -> ChannelClient | None:
-        """The host's socket when it runs on our node (asked through Ray once), else None."""
-        known = self._channels.get(name)
-        if isinstance(known, ChannelClient):
-            if known.usable_here():
-                return known
-            if known.broken:
-                self._channels.pop(name, None)
-            return None
-        if known is not None and time.monotonic() < known:
-            return None
-        self._channels[name] = time.monotonic() + CHANNEL_RECHECK_S  # one lookup at a time
-        try:
-            address: tuple[str, str] | None = await asyncio.wait_for(
-                self.handle(name).channel_address.remote(), self._timeout_s
-            )
-        except (RayActorError, ActorUnavailableError, RayTaskError, TimeoutError):
-            self._channels.pop(name, None)
-            return None
+    async def _channel_path(self, name: str) -> str | None:
+        """Host ``name``'s socket if it runs on our node (one Ray call), else None."""
+        address: tuple[str, str] | None = await asyncio.wait_for(
+            self.handle(name).channel_address.remote(), self._timeout_s
+        )
         if self._node_id is None:
             self._node_id = ray.get_runtime_context().get_node_id()
-        if address is None or address[0] != self._node_id:
-            return None
-        channel = ChannelClient(address[1])
-        self._channels[name] = channel
-        return channel
+        return address[1] if address is not None and address[0] == self._node_id else None
 
     async def write_file(
         self, workspace_id: str, path: str, data: bytes, *, if_match: str | None, author: Author

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from actors.workspace.api import PreconditionFailed
-from actors.workspace.channel import ChannelBroken, ChannelClient, ChannelServer
+from actors.workspace.channel import ChannelBroken, ChannelClient, ChannelServer, HostChannels
 
 
 class Host:
@@ -105,3 +105,34 @@ async def test_only_the_platform_user_can_reach_the_socket(served: Any) -> None:
     directory = path.parent.lstat()
     assert stat.S_IMODE(directory.st_mode) == 0o700
     assert directory.st_uid == os.getuid()
+
+
+async def test_hosts_are_looked_up_once_and_again_only_after_a_break(served: Any) -> None:
+    _, _, _, path = served
+    lookups: list[str] = []
+
+    async def lookup(name: str) -> str | None:
+        lookups.append(name)
+        if name == "restarting":
+            raise ConnectionError("the host is restarting")
+        return str(path) if name == "here" else None  # "there" runs on another node
+
+    channels = HostChannels(lookup, recheck_s=60.0)
+    here = await channels.get("here")
+    assert here is not None
+    assert await here.call("write_file", ("ws", "a.txt", b"1"), {}) == 1
+    assert await channels.get("here") is here
+    assert await channels.get("there") is None
+    assert await channels.get("there") is None  # through Ray, not asked again for a while
+    assert lookups == ["here", "there"]
+    assert channels.path("here") == str(path)
+
+    channels.broke("here", ChannelBroken("host restarted", sent=True))
+    assert await channels.get("here") is not None  # asked again at once
+    channels.broke("here", ChannelBroken("no socket", sent=False))
+    assert await channels.get("here") is None  # an unreachable socket is avoided for a while
+    assert lookups == ["here", "there", "here"]
+    # A host that cannot answer yet is asked again on the next call, not avoided.
+    assert await channels.get("restarting") is None
+    assert await channels.get("restarting") is None
+    assert lookups[-2:] == ["restarting", "restarting"]
