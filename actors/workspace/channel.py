@@ -126,10 +126,6 @@ class ChannelServer:
         self._connections: set[asyncio.StreamWriter] = set()
         self._starting = asyncio.Lock()
 
-    @property
-    def path(self) -> Path | None:
-        return self._path
-
     async def start(self, name: str) -> Path | None:
         """Listen; None when no safe socket path exists (callers then use Ray)."""
         async with self._starting:

@@ -44,8 +44,6 @@ log = structlog.get_logger("workspace.writer")
 # A host that died is restarted by Ray in about a second; idempotent calls wait that out.
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 3.0)
 HOST_MAX_CONCURRENCY = 10_000
-# A host on another node (no channel) is asked again after this long: it may have moved here.
-CHANNEL_RECHECK_S = 30.0
 
 
 class RayWorkspaceWriter:
@@ -69,7 +67,7 @@ class RayWorkspaceWriter:
         self._timeout_s = config.workspace.request_timeout_s
         self._setup_process = setup_process
         self._handles: dict[str, ActorHandle[WorkspaceHostShell]] = {}
-        self._channels = HostChannels(self._channel_path, recheck_s=CHANNEL_RECHECK_S)
+        self._channels = HostChannels(self._channel_path)
         self._node_id: str | None = None
 
     def handle(self, name: str) -> ActorHandle[WorkspaceHostShell]:
