@@ -96,10 +96,11 @@ class LiveAuth:
             await asyncio.sleep(self.interval_s)
             try:
                 refusal = await self.still_allowed()
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - whatever failed, it is not a refusal
                 # A failing check (the database or key-value store briefly away) is not a
-                # refusal: the connection stays, and the next check decides.
-                log.warning("live_auth.check_failed", exc_info=True)
+                # refusal: the connection stays, and the next check decides. One line, not a
+                # traceback: during an outage every open connection logs this every interval.
+                log.warning("live_auth.check_failed", error=repr(exc))
                 continue
             if refusal is not None:
                 return refusal

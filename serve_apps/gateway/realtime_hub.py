@@ -5,9 +5,12 @@ Local clients of a document get a message at once; the same frame goes on the re
 to its own clients. Workspace events (``files.changed``, agent events, ``member.removed``) arrive
 on the same channel and go to the registered event sinks (Socket.IO). When the channel drops (a
 Redis restart), the hub resubscribes and asks each open document to resync its clients, since
-frames published meanwhile are lost. A resync that fails (the workspace's host or the store is
-briefly unavailable too) is retried with backoff in the background until it succeeds or the
-document has no client left here; reading the channel does not wait for it.
+frames published meanwhile are lost. A publisher that could not publish a document's frame
+announces the document as ``STALE`` once the channel is back (``KvRealtime``), and the hub
+resyncs that document's clients too: a frame can be lost while this replica's subscription
+stayed up. A resync that fails (the workspace's host or the store is briefly unavailable too)
+is retried with backoff in the background until it succeeds or the document has no client left
+here; reading the channel does not wait for it.
 
 Every replica pings itself through the channel; the pings of the others tell it which replicas
 are alive, which is what presence (``presence.py``) reads across replicas.
@@ -31,6 +34,7 @@ from actors.workspace.realtime import (
     DOC,
     EVENT,
     PING,
+    STALE,
     Frame,
     KvRealtime,
     decode_frame,
@@ -47,6 +51,7 @@ __all__ = ["DocumentClient", "RealtimeHub"]
 log = structlog.get_logger("gateway.realtime")
 
 RESUBSCRIBE_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
+SUBSCRIBE_TIMEOUT_S = 5.0
 # Between attempts to resync a document after a resubscribe: doubling, capped.
 RESYNC_FIRST_RETRY_S = 0.2
 RESYNC_MAX_RETRY_S = 5.0
@@ -128,6 +133,7 @@ class RealtimeHub:
             await asyncio.wait(tasks)
         self._task = self._presence_task = None
         self._resyncs.clear()
+        await self._publisher.aclose()
         await self.presence.clear()
         for clients in self._clients.values():
             for client in clients.values():
@@ -185,8 +191,12 @@ class RealtimeHub:
     ) -> None:
         """Send to every client of the document on every replica (except ``skip``)."""
         self.deliver(workspace_id, path, message, skip=skip)
-        frame = Frame(DOC, self.origin, workspace_id, message, path=path, skip=skip)
-        await self._publish(encode_frame(frame))
+        try:
+            await self._publisher.broadcast(workspace_id, path, message, skip=skip)
+        except StateError as exc:
+            # Other replicas' clients miss this frame; the publisher announces the document as
+            # stale once the channel is back, and they resync.
+            log.warning("realtime.publish_failed", error=str(exc))
 
     # --- events ------------------------------------------------------------------------------
 
@@ -217,7 +227,6 @@ class RealtimeHub:
         try:
             await self._kv.publish(CHANNEL, raw)
         except StateError as exc:
-            # Other replicas' clients miss this frame; they catch up when the hub resyncs them.
             log.warning("realtime.publish_failed", error=str(exc))
 
     async def _dispatch_event(self, frame: Frame, data: dict[str, Any]) -> None:
@@ -244,6 +253,10 @@ class RealtimeHub:
                 room = self.rooms.room(frame.workspace_id)
                 room.awareness(frame.path).apply(message.payload)
             self.deliver(frame.workspace_id, frame.path, frame.payload, skip=frame.skip)
+        elif frame.kind == STALE:
+            if (frame.workspace_id, frame.path) in self._clients:
+                log.info("realtime.stale_document", workspace_id=frame.workspace_id)
+                self._resync_document(frame.workspace_id, frame.path)
         elif frame.kind == EVENT:
             await self._dispatch_event(frame, json.loads(frame.payload or b"{}"))
 
@@ -251,20 +264,29 @@ class RealtimeHub:
         attempt = 0
         while True:
             try:
-                async with self._kv.subscribe(CHANNEL) as frames:
+                async with contextlib.AsyncExitStack() as stack:
+                    # Subscribing reads the server's confirmation with no deadline of its own.
+                    async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                        frames = await stack.enter_async_context(self._kv.subscribe(CHANNEL))
+                        if self._subscribed.is_set():
+                            await self.presence.refresh()  # Redis may have lost our keys
                     if self._subscribed.is_set():
                         self.resubscribed += 1
                         log.info("realtime.resubscribed", origin=self.origin)
-                        await self.presence.refresh()  # Redis may have lost our keys
                         self._resync_all()
                     self._subscribed.set()
                     attempt = 0
                     await self._read_while_alive(frames)
-            except (StateError, _ChannelSilent) as exc:
-                delay = RESUBSCRIBE_DELAYS_S[min(attempt, len(RESUBSCRIBE_DELAYS_S) - 1)]
-                attempt += 1
-                log.warning("realtime.channel_lost", error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
+                error = "the subscription ended"
+            except (StateError, _ChannelSilent, TimeoutError) as exc:
+                error = str(exc) or "subscribing timed out"
+            except Exception as exc:  # this loop is the replica's only listener: it must not die
+                log.exception("realtime.listener_failed")
+                error = repr(exc)
+            delay = RESUBSCRIBE_DELAYS_S[min(attempt, len(RESUBSCRIBE_DELAYS_S) - 1)]
+            attempt += 1
+            log.warning("realtime.channel_lost", error=error, retry_in_s=delay)
+            await asyncio.sleep(delay)
 
     async def _read_while_alive(self, frames: AsyncIterator[bytes]) -> None:
         """Read frames; raise ``_ChannelSilent`` when our own pings stop coming back.
@@ -321,16 +343,21 @@ class RealtimeHub:
 
     def _resync_all(self) -> None:
         """Start resyncing every document with clients here; a resync still pending from an
-        earlier resubscribe is superseded (this one sends them everything anyway)."""
+        earlier resubscribe or announcement is superseded (this one sends them everything)."""
+        for document in list(self._clients):
+            self._resync_document(*document)
+
+    def _resync_document(self, workspace_id: str, path: str) -> None:
+        """Start resyncing the document's clients here, superseding a pending resync of it."""
         if self.resync is None:
             return
-        for document in list(self._clients):
-            pending = self._resyncs.pop(document, None)
-            if pending is not None:
-                pending.cancel()
-            self._resyncs[document] = asyncio.create_task(
-                self._resync_until_done(self.resync, *document), name="realtime-resync"
-            )
+        document = (workspace_id, path)
+        pending = self._resyncs.pop(document, None)
+        if pending is not None:
+            pending.cancel()
+        self._resyncs[document] = asyncio.create_task(
+            self._resync_until_done(self.resync, workspace_id, path), name="realtime-resync"
+        )
 
     async def _resync_until_done(self, resync: Resync, workspace_id: str, path: str) -> None:
         """Resync the document's clients, retrying with backoff while it has any here."""
