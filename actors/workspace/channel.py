@@ -81,9 +81,10 @@ def channel_directory() -> Path | None:
     return directory
 
 
-def _remove_stale(directory: Path, prefix: str) -> None:
-    """Sockets of earlier processes of the same host that died without cleaning up."""
-    for entry in directory.glob(f"{prefix}-*.sock"):
+def _remove_stale(directory: Path) -> None:
+    """Sockets of host processes that died without cleaning up (killed), of any host: the one
+    whose name a dead host had may never start on this node again."""
+    for entry in directory.glob("*-*.sock"):
         pid = entry.stem.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
@@ -138,7 +139,7 @@ class ChannelServer:
         if directory is None:
             return None
         prefix = name.replace(":", "-").replace("/", "-")
-        _remove_stale(directory, prefix)
+        _remove_stale(directory)
         path = directory / f"{prefix}-{os.getpid()}.sock"
         if len(os.fsencode(path)) > _SOCKET_PATH_LIMIT:
             log.warning("workspace_channel.path_too_long", path=str(path))

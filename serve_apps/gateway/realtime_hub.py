@@ -10,7 +10,8 @@ announces the document as ``STALE`` once the channel is back (``KvRealtime``), a
 resyncs that document's clients too: a frame can be lost while this replica's subscription
 stayed up. A resync that fails (the workspace's host or the store is briefly unavailable too)
 is retried with backoff in the background until it succeeds or the document has no client left
-here; reading the channel does not wait for it.
+here; reading the channel does not wait for it. At most ``RESYNC_CONCURRENCY`` resyncs run at
+once.
 
 Every replica pings itself through the channel; the pings of the others tell it which replicas
 are alive, which is what presence (``presence.py``) reads across replicas.
@@ -55,6 +56,9 @@ SUBSCRIBE_TIMEOUT_S = 5.0
 # Between attempts to resync a document after a resubscribe: doubling, capped.
 RESYNC_FIRST_RETRY_S = 0.2
 RESYNC_MAX_RETRY_S = 5.0
+# Resyncs running at once: after a blip a replica with many documents would otherwise send a
+# burst of calls to their owners all together.
+RESYNC_CONCURRENCY = 8
 PING_INTERVAL_S = 0.5
 PING_TIMEOUT_S = 2.0
 PRESENCE_REFRESH_S = 10.0
@@ -107,6 +111,7 @@ class RealtimeHub:
         self._presence_task: asyncio.Task[None] | None = None
         # The pending resync of each document after a resubscribe (at most one per document).
         self._resyncs: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._resync_slots = asyncio.Semaphore(RESYNC_CONCURRENCY)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -366,7 +371,10 @@ class RealtimeHub:
         try:
             while document in self._clients:
                 try:
-                    await resync(workspace_id, path)
+                    async with self._resync_slots:
+                        if document not in self._clients:
+                            return  # the last editor left while this waited for a slot
+                        await resync(workspace_id, path)
                     return
                 except Exception as exc:  # noqa: BLE001 - any failure: they would stay stale
                     log.warning(

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 from collab.protocol import encode_update
-from serve_apps.gateway.realtime_hub import RealtimeHub
+from serve_apps.gateway.realtime_hub import RESYNC_CONCURRENCY, RealtimeHub
 from state.errors import StorageUnavailable
 from state.kv import MemoryKeyValueStore
 
@@ -120,3 +120,17 @@ async def test_retries_stop_once_the_document_has_no_editor_here() -> None:
         attempts = owner.attempts
         await asyncio.sleep(1.0)
         assert owner.attempts == attempts
+
+
+async def test_after_a_blip_many_documents_resync_a_few_at_a_time_and_all_catch_up() -> None:
+    kv = MemoryKeyValueStore()
+    async with RealtimeHub(kv) as hub:
+        owner = Owner(hub)
+        hub.resync = owner.resync
+        editors = [Editor(f"p{i}") for i in range(5 * RESYNC_CONCURRENCY)]
+        for i, editor in enumerate(editors):
+            hub.attach("w1", f"doc{i}.md", editor)
+        await kv.close()
+        await _until_true(lambda: all(RESYNCED in e.received for e in editors))
+        assert owner.most_in_flight == RESYNC_CONCURRENCY  # bounded, and used
+        assert owner.attempts == len(editors)

@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actors.workspace.api import PreconditionFailed
-from actors.workspace.channel import ChannelBroken, ChannelClient, ChannelServer, HostChannels
+from actors.workspace.channel import (
+    ChannelBroken,
+    ChannelClient,
+    ChannelServer,
+    HostChannels,
+    channel_directory,
+)
 
 
 class Host:
@@ -136,3 +144,28 @@ async def test_hosts_are_looked_up_once_and_again_only_after_a_break(served: Any
     assert await channels.get("restarting") is None
     assert await channels.get("restarting") is None
     assert lookups[-2:] == ["restarting", "restarting"]
+
+
+def _pid_of_an_ended_process() -> int:
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    return int(ended.stdout)
+
+
+async def test_a_starting_host_removes_the_sockets_of_dead_hosts_of_any_name(
+    tmp_path: Path,
+) -> None:
+    directory = channel_directory()
+    assert directory is not None
+    dead = directory / f"ws-host-gone-{id(tmp_path)}-{_pid_of_an_ended_process()}.sock"
+    alive = directory / f"ws-host-elsewhere-{id(tmp_path)}-{os.getpid()}.sock"
+    for path in (dead, alive):
+        path.touch()
+    server = ChannelServer(Host().dispatch)
+    try:
+        assert await server.start(f"ws-host:test-{id(tmp_path)}") is not None
+        assert not dead.exists()
+        assert alive.exists()  # its process still runs
+    finally:
+        await server.close()
+        alive.unlink()
