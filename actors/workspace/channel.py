@@ -224,12 +224,22 @@ class ChannelClient:
         writer = await self._connected()
         self._next_id += 1
         call_id = self._next_id
+        frame = _frame((call_id, method, tuple(args), kwargs))
+        if self.broken:  # The reader ended between connecting and now.
+            raise ChannelBroken(f"channel {self.path} is closed", sent=False)
+        try:
+            if writer.is_closing():
+                raise ConnectionResetError("the transport is closed")
+            writer.write(frame)
+        except (RuntimeError, OSError) as exc:
+            # The transport closed before the reader saw it (the host died and reset the
+            # connection): uvloop raises on write where asyncio would drop the data.
+            self._fail(ChannelBroken(f"channel {self.path} broke: {exc!r}"))
+            raise ChannelBroken(f"channel {self.path} is closed", sent=False) from exc
+        # Registered only once written, with no await in between: the answer cannot come first.
         answer: asyncio.Future[Any] = self._loop.create_future()
         self._pending[call_id] = answer
         try:
-            if self.broken:  # The reader ended between connecting and now.
-                raise ChannelBroken(f"channel {self.path} is closed", sent=False)
-            writer.write(_frame((call_id, method, tuple(args), kwargs)))
             ok, value = await answer
         finally:
             self._pending.pop(call_id, None)

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
 from tests.harness.platform import platform_environment, vibecode
+from tests.harness.ray_cluster import platform_error_lines
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed end-to-end test shows what the platform's processes logged as errors (their
+    logs live in the session Ray's temp dir, which is removed when the session ends)."""
+    report = yield
+    if report.failed and call.when == "call":
+        lines = platform_error_lines()
+        report.sections.append(("platform errors", "\n".join(lines) or "(none logged)"))
+    return report
 
 
 @pytest.fixture

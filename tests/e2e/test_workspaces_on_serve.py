@@ -106,6 +106,7 @@ def test_a_killed_host_loses_no_acknowledged_http_write(platform: str) -> None:
     base = f"/api/workspaces/{ws}"
     contents = {f"stream/{i:03}.txt": os.urandom(32) + f"{i}".encode() for i in range(80)}
     statuses: dict[str, int] = {}
+    problems: dict[str, str] = {}  # what the answers other than 200 said
 
     async def stream() -> None:
         acked = asyncio.Event()
@@ -114,6 +115,8 @@ def test_a_killed_host_loses_no_acknowledged_http_write(platform: str) -> None:
             async def put(path: str, data: bytes) -> None:
                 response = await client.put(f"{base}/files/{path}", content=data)
                 statuses[path] = response.status_code
+                if response.status_code != 200:
+                    problems[path] = response.text
                 if sum(1 for s in statuses.values() if s == 200) >= 10:
                     acked.set()
 
@@ -131,7 +134,7 @@ def test_a_killed_host_loses_no_acknowledged_http_write(platform: str) -> None:
             await asyncio.wait_for(killer, 30)
 
     asyncio.run(stream())
-    assert set(statuses.values()) <= {200, 503}, statuses
+    assert set(statuses.values()) <= {200, 503}, problems
     with httpx.Client(base_url=platform, timeout=30, headers=auth) as http:
         listed = {f["path"] for f in http.get(f"{base}/files").json()["items"]}
         for path, status in statuses.items():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -12,6 +14,26 @@ from pathlib import Path
 import pytest
 
 from cluster.ray_bootstrap import RayConnection, haproxy_environment, stop_local_haproxy
+
+_EXCEPTION_LINE = re.compile(r"^[\w.]+(Error|Exception|Broken)\b")
+# The session Ray's temp dir while it runs: its logs are read when an end-to-end test fails.
+SESSION_TEMP_DIR: list[Path] = []
+
+
+def platform_error_lines(limit: int = 80) -> list[str]:
+    """The error lines the session's Ray processes logged (gateway, hosts, Serve), newest last."""
+    if not SESSION_TEMP_DIR:
+        return []
+    logs = SESSION_TEMP_DIR[0] / "session_latest" / "logs"
+    # Our processes' output (gateway replicas, hosts, agent runs), not Ray's own core logs.
+    paths = sorted(logs.glob("worker-*.err")) + sorted(logs.glob("worker-*.out"))
+    lines: list[str] = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            for line in path.read_text(errors="replace").splitlines():
+                if "[error" in line or _EXCEPTION_LINE.match(line):
+                    lines.append(f"{path.name}: {line[:400]}")
+    return lines[-limit:]
 
 
 def free_port() -> int:
@@ -31,6 +53,7 @@ def ray_address() -> Iterator[str]:
     # Local Ray processes inherit this environment; Serve's proxy reads the HAProxy switches.
     haproxy_dir = tempfile.mkdtemp(prefix="vc-hap-")
     temp_dir = tempfile.mkdtemp(prefix="vc-ray-")
+    SESSION_TEMP_DIR[:] = [Path(temp_dir)]
     os.environ.update(haproxy_environment(Path(haproxy_dir)))
     info = ray.init(
         address="local",
@@ -55,6 +78,7 @@ def ray_address() -> Iterator[str]:
             )
         )
         # Logs and sockets of a finished session: nothing reads them after this.
+        SESSION_TEMP_DIR.clear()
         shutil.rmtree(temp_dir, ignore_errors=True)
         shutil.rmtree(haproxy_dir, ignore_errors=True)
 
