@@ -199,7 +199,9 @@ class ChannelServer:
         except Exception as exc:  # noqa: BLE001 - an unpicklable error is sent as text
             data = _frame((call_id, False, RemoteError(f"{type(exc).__name__}: {exc}")))
         if not writer.is_closing():
-            writer.write(data)
+            # The caller may be gone already (uvloop raises where asyncio drops the data).
+            with contextlib.suppress(RuntimeError, OSError):
+                writer.write(data)
 
 
 class ChannelClient:
