@@ -21,7 +21,7 @@ SESSION_TEMP_DIR: list[Path] = []
 
 
 def platform_error_lines(limit: int = 80) -> list[str]:
-    """The error lines the session's Ray processes logged (gateway, hosts, Serve), newest last."""
+    """The last ``limit`` error lines our processes on the session Ray logged, file by file."""
     if not SESSION_TEMP_DIR:
         return []
     logs = SESSION_TEMP_DIR[0] / "session_latest" / "logs"
