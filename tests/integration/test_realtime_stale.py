@@ -6,7 +6,7 @@ later update of that document as pending forever (Yjs waits for the missing one)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,35 +16,18 @@ from collab.protocol import encode_update
 from serve_apps.gateway.realtime_hub import RealtimeHub
 from state.errors import StateError
 from state.kv.redis import RedisKeyValueStore
+from tests.harness.realtime_peers import Editor, until_true
 from tests.harness.tcp_proxy import TcpProxy
 
 RESYNCED = b"resynced"
 
 
-async def _until_true(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    async def wait() -> None:
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(wait(), timeout_s)
-
-
-class Editor:
-    def __init__(self, peer_id: str) -> None:
-        self.peer_id, self.user_id = peer_id, "ada"
-        self.received: list[bytes] = []
-
-    def send(self, message: bytes) -> None:
-        self.received.append(message)
-
-    def kick(self, code: int, reason: str) -> None:
-        self.received.append(f"kicked {code}".encode())
-
-
-def _through(proxy: TcpProxy, redis_url: str) -> str:
+def _kv_through(proxy: TcpProxy, redis_url: str, key_prefix: str) -> RedisKeyValueStore:
+    """A store whose every connection to Redis goes through ``proxy`` (and breaks with it)."""
     url = urlsplit(redis_url)
     credentials, at, _address = url.netloc.rpartition("@")
-    return url._replace(netloc=f"{credentials}{at}127.0.0.1:{proxy.port}").geturl()
+    through = url._replace(netloc=f"{credentials}{at}127.0.0.1:{proxy.port}").geturl()
+    return RedisKeyValueStore(through, key_prefix=key_prefix, socket_timeout_s=1.0)
 
 
 @pytest.fixture
@@ -60,9 +43,7 @@ async def test_a_frame_its_host_could_not_publish_makes_the_other_replicas_resyn
     redis_url: str, redis_key_prefix: str, proxy: TcpProxy
 ) -> None:
     replica_kv = RedisKeyValueStore(redis_url, key_prefix=redis_key_prefix)
-    host_kv = RedisKeyValueStore(
-        _through(proxy, redis_url), key_prefix=redis_key_prefix, socket_timeout_s=1.0
-    )
+    host_kv = _kv_through(proxy, redis_url, redis_key_prefix)
     host = KvRealtime(host_kv, origin="ws-host:0")
     resynced: list[tuple[str, str]] = []
     try:
@@ -78,7 +59,7 @@ async def test_a_frame_its_host_could_not_publish_makes_the_other_replicas_resyn
             hub.attach("w1", "other.md", bystander)
             first = encode_update(b"\x01")
             await host.broadcast("w1", "doc.md", first)
-            await _until_true(lambda: first in editor.received)
+            await until_true(lambda: first in editor.received)
 
             await proxy.cut()  # the host's link to Redis breaks; the replica's does not
             with pytest.raises(StateError):
@@ -88,7 +69,7 @@ async def test_a_frame_its_host_could_not_publish_makes_the_other_replicas_resyn
             assert RESYNCED not in editor.received
 
             await proxy.restore()
-            await _until_true(lambda: RESYNCED in editor.received)
+            await until_true(lambda: RESYNCED in editor.received)
             assert host.stale == set()
             assert resynced == [("w1", "doc.md")]  # only the document that lost a frame
             assert hub.resubscribed == 0  # the replica's own subscription never dropped
@@ -103,9 +84,7 @@ async def test_a_replica_that_could_not_fan_out_an_edit_announces_the_document_t
     redis_url: str, redis_key_prefix: str, proxy: TcpProxy
 ) -> None:
     receiving_kv = RedisKeyValueStore(redis_url, key_prefix=redis_key_prefix)
-    sending_kv = RedisKeyValueStore(
-        _through(proxy, redis_url), key_prefix=redis_key_prefix, socket_timeout_s=1.0
-    )
+    sending_kv = _kv_through(proxy, redis_url, redis_key_prefix)
     try:
         async with RealtimeHub(receiving_kv) as receiver, RealtimeHub(sending_kv) as sender:
 
@@ -121,7 +100,7 @@ async def test_a_replica_that_could_not_fan_out_an_edit_announces_the_document_t
             await sender.broadcast("w1", "doc.md", edit)  # logged, not raised: local got it
             assert edit in local.received
             await proxy.restore()
-            await _until_true(lambda: RESYNCED in remote.received)
+            await until_true(lambda: RESYNCED in remote.received)
             assert edit not in remote.received  # the frame itself was lost; the resync repairs
     finally:
         await sending_kv.close()

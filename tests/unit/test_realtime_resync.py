@@ -4,36 +4,14 @@ that fails (the workspace's host is briefly away too) is retried until it succee
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from collab.protocol import encode_update
 from serve_apps.gateway.realtime_hub import RESYNC_CONCURRENCY, RealtimeHub
 from state.errors import StorageUnavailable
 from state.kv import MemoryKeyValueStore
+from tests.harness.realtime_peers import Editor, until_true
 
 RESYNCED = b"resynced"
-
-
-async def _until_true(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    async def wait() -> None:
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(wait(), timeout_s)
-
-
-class Editor:
-    """A document client that keeps what it was sent."""
-
-    def __init__(self, peer_id: str) -> None:
-        self.peer_id, self.user_id = peer_id, "ada"
-        self.received: list[bytes] = []
-
-    def send(self, message: bytes) -> None:
-        self.received.append(message)
-
-    def kick(self, code: int, reason: str) -> None:
-        self.received.append(f"kicked {code}".encode())
 
 
 class Owner:
@@ -68,16 +46,16 @@ async def test_a_resync_that_failed_is_retried_until_the_editor_has_caught_up() 
         hub.attach("w1", "doc.md", editor)
         owner.away = True
         await kv.close()  # the channel drops: the hub resubscribes and resyncs
-        await _until_true(lambda: owner.attempts >= 3)
+        await until_true(lambda: owner.attempts >= 3)
         assert RESYNCED not in editor.received
         # Meanwhile the hub still reads the channel: live edits keep arriving.
         live_edit = encode_update(b"\x00\x00")
-        await _until_true(lambda: hub.origin in other.live_replicas())
+        await until_true(lambda: hub.origin in other.live_replicas())
         await other.broadcast("w1", "doc.md", live_edit)
-        await _until_true(lambda: live_edit in editor.received)
+        await until_true(lambda: live_edit in editor.received)
 
         owner.away = False
-        await _until_true(lambda: RESYNCED in editor.received)
+        await until_true(lambda: RESYNCED in editor.received)
         attempts = owner.attempts
         await asyncio.sleep(0.5)
         assert owner.attempts == attempts  # done: no more retries
@@ -95,10 +73,10 @@ async def test_a_newer_resubscribe_replaces_the_pending_retry() -> None:
         for _ in range(4):
             resubscribed = hub.resubscribed
             await kv.close()
-            await _until_true(lambda: hub.resubscribed > resubscribed)  # noqa: B023
+            await until_true(lambda: hub.resubscribed > resubscribed)  # noqa: B023
             await asyncio.sleep(0.1)
         owner.away = False
-        await _until_true(lambda: RESYNCED in editor.received)
+        await until_true(lambda: RESYNCED in editor.received)
         await asyncio.sleep(1.0)
         # One resync per document, not one per resubscribe; never two at once.
         assert editor.received.count(RESYNCED) == 1
@@ -114,7 +92,7 @@ async def test_retries_stop_once_the_document_has_no_editor_here() -> None:
         hub.attach("w1", "doc.md", editor)
         owner.away = True
         await kv.close()
-        await _until_true(lambda: owner.attempts >= 2)
+        await until_true(lambda: owner.attempts >= 2)
         hub.detach("w1", "doc.md", editor)
         await asyncio.sleep(0.3)  # a retry already waiting may still run once
         attempts = owner.attempts
@@ -131,6 +109,6 @@ async def test_after_a_blip_many_documents_resync_a_few_at_a_time_and_all_catch_
         for i, editor in enumerate(editors):
             hub.attach("w1", f"doc{i}.md", editor)
         await kv.close()
-        await _until_true(lambda: all(RESYNCED in e.received for e in editors))
+        await until_true(lambda: all(RESYNCED in e.received for e in editors))
         assert owner.most_in_flight == RESYNC_CONCURRENCY  # bounded, and used
         assert owner.attempts == len(editors)
